@@ -1,0 +1,125 @@
+"""``load_dataset``: one entry point for every dataset loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .dataset import Dataset, UnknownDatasetError, check_split
+
+__all__ = ["DATASET_NAMES", "load_dataset"]
+
+#: Names accepted by :func:`load_dataset`.
+DATASET_NAMES: tuple[str, ...] = ("digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
+
+_ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "cifar-100": "cifar100",
+    "cifar_100": "cifar100",
+    "image-folder": "imagefolder",
+    "image_folder": "imagefolder",
+}
+
+
+def _canonical(name: str) -> str | None:
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    return key if key in DATASET_NAMES else None
+
+
+def _guess_from_path(path: Path) -> str | None:
+    """Which loader reads ``path`` (a folder or an archive), or None."""
+    name = path.name.lower()
+    if path.is_file():
+        if name.startswith("cifar-100"):
+            return "cifar100"
+        if name.startswith("cifar-10"):
+            return "cifar10"
+        return None
+    if not path.is_dir():
+        return None
+    if name == "cifar-100-python" or (path / "cifar-100-python").is_dir():
+        return "cifar100"
+    if name == "cifar-10-batches-py" or (path / "cifar-10-batches-py").is_dir():
+        return "cifar10"
+    if any(path.glob("t10k-images*idx3-ubyte*")) or any(path.glob("train-images*idx3-ubyte*")):
+        return "fashion-mnist"
+    if (path / "cifar-100-python.tar.gz").is_file():
+        return "cifar100"
+    if (path / "cifar-10-python.tar.gz").is_file():
+        return "cifar10"
+    return "imagefolder"
+
+
+def load_dataset(
+    name_or_path: str,
+    split: str = "test",
+    *,
+    limit: int | None = None,
+    root: str | None = None,
+    **options: Any,
+) -> Dataset:
+    """Load a dataset by name, or by the path of its folder / archive.
+
+    Args:
+        name_or_path: one of :data:`DATASET_NAMES` (``digits``, ``fashion-mnist``, ``cifar10``,
+            ``cifar100``, ``imagefolder``), or an existing folder / CIFAR ``.tar.gz`` archive
+            whose kind is recognised from its layout (an unrecognised folder is read as an
+            image folder).
+        split: ``"train"`` or ``"test"``.
+        limit: keep only the first ``limit`` samples (deterministic).
+        root: where the files are; required for ``cifar10``, ``cifar100`` and ``imagefolder``;
+            optional for ``fashion-mnist`` (default ``/usr/share/datasets/fashion-mnist``).
+        **options: passed to the loader (e.g. ``resize``, ``center_crop``, ``normalize`` for
+            image folders; ``seed`` for digits).
+
+    Raises:
+        UnknownDatasetError: the name is unknown and is not an existing path.
+        DatasetNotFoundError: the files are missing.
+        DatasetFormatError: the files are corrupted.
+    """
+    check_split(split)
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    name = _canonical(name_or_path)
+    if name is None:
+        path = Path(name_or_path).expanduser()
+        guessed = _guess_from_path(path) if path.exists() else None
+        if guessed is None:
+            raise UnknownDatasetError(
+                f"unknown dataset {name_or_path!r}: not a known name ({', '.join(DATASET_NAMES)})"
+                " nor an existing dataset folder or CIFAR archive"
+            )
+        if root is not None:
+            raise ValueError("give either a dataset path or root=, not both")
+        name, root = guessed, str(path)
+
+    if name == "digits":
+        from .digits import load_digits
+
+        if root is not None:
+            raise ValueError("the digits dataset is bundled with scikit-learn; it takes no root")
+        return load_digits(split, limit=limit, **options)
+    if name == "fashion-mnist":
+        from .fashion_mnist import load_fashion_mnist
+
+        return load_fashion_mnist(split, root=root, limit=limit, **options)
+    if name in ("cifar10", "cifar100"):
+        from .cifar import load_cifar
+
+        if root is None:
+            raise ValueError(
+                f"{name} needs root= (the extracted cifar folder or the .tar.gz archive)"
+            )
+        return load_cifar(
+            root, split, num_classes=10 if name == "cifar10" else 100, limit=limit, **options
+        )
+    from .imagefolder import load_imagefolder
+
+    if root is None:
+        raise ValueError("imagefolder needs root= (a folder of <class>/<image> files)")
+    return load_imagefolder(root, split, limit=limit, **options)
