@@ -1,0 +1,92 @@
+"""Shared pieces of the engines: the per-layer step result and the model-A certificate pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..layers import SpikingLayer
+from .crossing import first_crossing
+
+__all__ = ["LayerStep", "certify_model_a", "exact_values"]
+
+_U32 = 2.0**-24
+# Elements gathered per chunk of the exact path (M × fan-in); bounds its memory.
+GATHER_ELEMENTS = 1 << 21
+
+
+@dataclass
+class LayerStep:
+    """What an engine returns for one hidden layer of a batch.
+
+    ``values``: ``t_max − t`` per neuron (−inf = no spike); ``early`` / ``saturated`` /
+    ``checked``: per-sample counts of neurons that fire before their window, whose activation
+    exceeds the window, and that needed the exact first-crossing computation.
+    """
+
+    values: Tensor
+    early: Tensor
+    saturated: Tensor
+    checked: Tensor
+
+
+def _per_sample(mask: Tensor) -> Tensor:
+    return mask.reshape(mask.shape[0], -1).sum(dim=1)
+
+
+def certify_model_a(layer: SpikingLayer, x: Tensor) -> Tensor:
+    """Boolean map (B, *out_shape): neurons proven to spike at ``t_max − ReLU(z)``.
+
+    Certificate (design note §2): ``b_i + Σ_j W⁺_ij x_j < B`` ⇒ ``f_i(u) < 0`` for all
+    ``u ∈ [0, B_in]`` (no early spike). The excitatory sum is computed in float32 with a
+    rigorous rounding margin ``(K + 2)·2⁻²⁴·Σ``. A neuron with an input arriving after
+    ``t_min`` (``x_j < 0``, only under perturbations) is never certified.
+    """
+    aff = layer.affine
+    xp = x.clamp_min(0)
+    drive = aff.linear(xp.to(torch.float32), layer.positive_weight32()).to(x.dtype)
+    margin = (aff.fan_in + 2) * _U32 * 2.0
+    if x.dtype == torch.float32:
+        margin *= 2.0
+    ok = layer.bias + drive * (1.0 + margin) + margin * layer.bias.abs() < layer.B
+    late = x < 0
+    if bool(late.any()):
+        nz = (layer.weight != 0).to(x.dtype)
+        ok &= aff.linear(late.to(x.dtype), nz) == 0
+    return ok
+
+
+def exact_values(layer: SpikingLayer, x: Tensor, index: Tensor) -> Tensor:
+    """Exact ``t_max − t`` of the neurons at flat ``index`` (into (B, *out_shape)) by walking
+    their piecewise-linear trajectory (:func:`first_crossing`), in memory-bounded chunks."""
+    aff = layer.affine
+    out = torch.empty(index.numel(), dtype=x.dtype, device=x.device)
+    step = max(1, GATHER_ELEMENTS // max(1, aff.fan_in))
+    bias_flat = layer.bias.reshape(-1)
+    n_out = layer.num_neurons
+    for s in range(0, index.numel(), step):
+        idx = index[s : s + step]
+        xs, ws = aff.gather(x, idx)
+        u = first_crossing(xs, ws, bias_flat[idx % n_out], layer.B_in, layer.B)
+        out[s : s + step] = layer.B + u
+    return out
+
+
+def model_a_step(layer: SpikingLayer, x: Tensor, z: Tensor, *, use_exact: bool) -> LayerStep:
+    """Model-A step given clipped inputs ``x`` and ``z = W x + b``.
+
+    Certified neurons take ``ReLU(z)``; the others are computed exactly. With ``use_exact``
+    False (closed engine) the exact values only feed the certificate counts."""
+    ok = certify_model_a(layer, x)
+    values = z.clamp_min(0)
+    early = torch.zeros_like(values, dtype=torch.bool)
+    if not bool(ok.all()):
+        index = (~ok).reshape(-1).nonzero().reshape(-1)
+        exact = exact_values(layer, x, index)
+        early.view(-1)[index] = exact > layer.B
+        if use_exact:
+            values = values.clone()
+            values.view(-1)[index] = exact
+    return LayerStep(values, _per_sample(early), _per_sample(z > layer.B), _per_sample(~ok))

@@ -1,0 +1,141 @@
+"""Node types of the onespike graph IR.
+
+The IR is what :mod:`onespike.trace` produces from a torch.fx graph: one node per operation
+that changes values, with the parameters copied out of the PyTorch modules (detached, in the
+conversion dtype). Dropout and Identity never appear (they are the identity at inference).
+Shapes are per sample (no batch dimension).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+__all__ = [
+    "AdaptiveAvgPoolNode",
+    "AvgPoolNode",
+    "BatchNormNode",
+    "ConvNode",
+    "FlattenNode",
+    "InputNode",
+    "LinearNode",
+    "MaxPoolNode",
+    "Node",
+    "OutputNode",
+    "ReLUNode",
+]
+
+
+@dataclass
+class Node:
+    """Common fields: ``name`` (unique graph name), ``source`` (module path or function, for
+    messages), ``inputs`` (names of the nodes feeding this one) and ``out_shape`` (per sample)."""
+
+    name: str
+    source: str
+    inputs: list[str] = field(default_factory=list)
+    out_shape: tuple[int, ...] = ()
+
+
+@dataclass
+class InputNode(Node):
+    """The network input."""
+
+
+@dataclass
+class OutputNode(Node):
+    """The network output (its single input is the readout)."""
+
+
+@dataclass
+class LinearNode(Node):
+    """``y = x Wᵀ + b`` with ``weight`` (out, in) and ``bias`` (out,) or None."""
+
+    weight: Tensor | None = None
+    bias: Tensor | None = None
+
+
+@dataclass
+class ConvNode(Node):
+    """N-d convolution (N = ``dims`` ∈ {1, 2}) with explicit integer padding per dimension.
+
+    ``weight`` (out, in/groups, *kernel), ``bias`` (out,) or None. String paddings ('same',
+    'valid') are resolved to integers by the tracer (asymmetric 'same' padding is resolved to
+    the left/right amounts in ``pad``: (left_0, right_0, left_1, right_1, ...)).
+    """
+
+    weight: Tensor | None = None
+    bias: Tensor | None = None
+    dims: int = 2
+    stride: tuple[int, ...] = ()
+    pad: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    groups: int = 1
+
+
+@dataclass
+class BatchNormNode(Node):
+    """Inference batch norm: ``y = gamma (x - mean) / sqrt(var + eps) + beta`` per channel
+    (channel = dim 1)."""
+
+    mean: Tensor | None = None
+    var: Tensor | None = None
+    gamma: Tensor | None = None
+    beta: Tensor | None = None
+    eps: float = 1e-5
+
+    def scale_shift(self) -> tuple[Tensor, Tensor]:
+        """Return ``(kappa, beta')`` with ``y = kappa x + beta'``."""
+        assert self.mean is not None and self.var is not None
+        kappa = self.var.add(self.eps).rsqrt()
+        if self.gamma is not None:
+            kappa = kappa * self.gamma
+        shift = -self.mean * kappa
+        if self.beta is not None:
+            shift = shift + self.beta
+        return kappa, shift
+
+
+@dataclass
+class ReLUNode(Node):
+    """``y = max(x, 0)``."""
+
+
+@dataclass
+class MaxPoolNode(Node):
+    """N-d max pooling; ``pad`` as in :class:`ConvNode` (symmetric, -inf padded)."""
+
+    dims: int = 2
+    kernel: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    ceil_mode: bool = False
+
+
+@dataclass
+class AvgPoolNode(Node):
+    """N-d average pooling (``count_include_pad`` semantics of PyTorch)."""
+
+    dims: int = 2
+    kernel: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: int | None = None
+
+
+@dataclass
+class AdaptiveAvgPoolNode(Node):
+    """N-d adaptive average pooling to ``output_size``."""
+
+    dims: int = 2
+    output_size: tuple[int, ...] = ()
+
+
+@dataclass
+class FlattenNode(Node):
+    """Reshape every sample to ``out_shape`` (a flatten, or any other view of the same data
+    order: spike times are unaffected by reshapes)."""

@@ -1,0 +1,233 @@
+"""The converted spiking network (an ``nn.Module``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .certificate import Certificate
+from .errors import InputRangeError
+from .layers import SpikingLayer
+from .routing import Route
+from .simulation import ENGINES, SimulationResult, auto_chunk_size, simulate_values
+
+__all__ = ["SpikingNetwork"]
+
+_RANGE_TOL = 1e-9
+
+
+class SpikingNetwork(nn.Module):
+    """A single-spike network equivalent to a ReLU network.
+
+    ``snn(x)`` takes what the original model takes and returns the readout potentials (the
+    logits) computed by the event engine. :meth:`simulate` gives spike times, decoded
+    activations and the exactness certificate. Inputs ``x`` in the declared range
+    ``[low, high]`` are sent as spikes at ``t = 1 − (x − low)/(high − low)``.
+    """
+
+    input_low: Tensor
+    input_high: Tensor
+
+    def __init__(
+        self,
+        layers: list[SpikingLayer],
+        *,
+        input_shape: tuple[int, ...],
+        input_low: Tensor,
+        input_high: Tensor,
+        output_routes: list[Route],
+        neuron: str,
+        zeta: float,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.input_shape = tuple(input_shape)
+        self.register_buffer("input_low", input_low.detach().clone())
+        self.register_buffer("input_high", input_high.detach().clone())
+        self.output_routes = output_routes
+        self.neuron = neuron
+        self.zeta = float(zeta)
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.input_low.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.input_low.device
+
+    @property
+    def hidden_layers(self) -> list[SpikingLayer]:
+        return [ly for ly in self.layers if not ly.readout]  # type: ignore[misc]
+
+    @property
+    def readout(self) -> SpikingLayer:
+        return self.layers[-1]  # type: ignore[return-value]
+
+    @property
+    def latency(self) -> float:
+        """Time of the readout, ``t_min(N) = 1 + Σ_hidden B_n`` (units of tau_c)."""
+        return self.readout.t_min
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        if self.output_routes:
+            return tuple(self.output_routes[-1].out_shape)
+        return self.readout.out_shape
+
+    # -- input encoding ----------------------------------------------------------------------
+    def encode(self, x: Tensor, *, clip: bool = False, name: str = "input") -> Tensor:
+        """Normalise ``x`` to ``x̂ ∈ [0, 1]`` (the input layer's values), checking it.
+
+        Raises ``ValueError`` for NaN/inf or a wrong shape and :class:`InputRangeError` for
+        values outside the declared range (unless ``clip``)."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"{name} has shape {tuple(x.shape)}; the network expects (batch, "
+                f"{', '.join(map(str, self.input_shape))})"
+            )
+        if not x.is_floating_point():
+            x = x.to(self.dtype)
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{name} contains {int(bad.sum())} NaN/inf value(s) (first at index "
+                f"{tuple(int(i) for i in bad.nonzero()[0])}); clean the data before "
+                "simulating"
+            )
+        x = x.to(device=self.device, dtype=self.dtype)
+        xhat = (x - self.input_low) / (self.input_high - self.input_low)
+        if not clip and x.numel():
+            lo, hi = float(xhat.min()), float(xhat.max())
+            if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL:
+                low = x.new_tensor(float(self.input_low.min()))
+                high = x.new_tensor(float(self.input_high.max()))
+                raise InputRangeError(
+                    f"{name} has values in [{float(x.min()):.6g}, {float(x.max()):.6g}] "
+                    f"outside the declared input_range (per element [{float(low):.6g}, "
+                    f"{float(high):.6g}] at the widest; normalised min {lo:.6g}, max "
+                    f"{hi:.6g}). Pass clip=True to clip inputs to the range, or convert "
+                    "with a wider input_range"
+                )
+        return xhat.clamp(0.0, 1.0)
+
+    # -- simulation --------------------------------------------------------------------------
+    def forward(self, x: Tensor, *, clip: bool = False, engine: str = "event") -> Tensor:
+        """Readout potentials (= logits) of the spiking network for ``x``."""
+        return self.simulate(x, engine=engine, clip=clip, record=False).output
+
+    def simulate(
+        self,
+        x: Tensor,
+        engine: str = "event",
+        *,
+        clip: bool = False,
+        record: bool = True,
+        certify: bool = True,
+        chunk_size: int | None = None,
+        max_memory: int | None = None,
+        progress: bool = False,
+        **engine_options: Any,
+    ) -> SimulationResult:
+        """Simulate the network on a batch ``x``.
+
+        ``engine``: ``"event"`` (exact dynamics: true first threshold crossings), ``"closed"``
+        (``t = t_max − ReLU(z)``; ``certify`` adds the certificate) or ``"clock"``
+        (time-stepped, see :mod:`onespike.engines.clock`). ``record``: keep every layer's
+        spike times (memory: one float per neuron and sample). The batch is processed in
+        chunks of ``chunk_size`` samples (default: chosen from ``max_memory`` or the free
+        memory).
+        """
+        if engine == "clock":
+            from .engines.clock import simulate_clock
+
+            return simulate_clock(self, x, clip=clip, record=record, chunk_size=chunk_size,
+                                  **engine_options)
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {(*ENGINES, 'clock')}, got {engine!r}")
+        if engine_options:
+            raise TypeError(f"unexpected options for engine {engine!r}: {sorted(engine_options)}")
+        xhat = self.encode(x, clip=clip)
+        n = xhat.shape[0]
+        if chunk_size is None:
+            chunk_size = auto_chunk_size(self, record, self.dtype, self.device, max_memory)
+        outs: list[Tensor] = []
+        recs: list[list[Tensor]] = []
+        certs: list[Certificate] = []
+        starts = range(0, max(n, 1), max(1, chunk_size))
+        with torch.no_grad():
+            for s in tqdm(starts, desc=f"simulating ({engine})", unit="chunk",
+                          disable=not progress or len(starts) < 2, leave=False):
+                out, times, cert = simulate_values(
+                    self, xhat[s : s + chunk_size], engine, record=record, certify=certify
+                )
+                outs.append(out)
+                recs.append(times)
+                certs.append(cert)
+        spike_times = [torch.cat([r[i] for r in recs]) for i in range(len(recs[0]))] if record \
+            else []
+        names = ["input"] + [ly.name for ly in self.hidden_layers]
+        windows = [(0.0, 1.0)] + [(ly.t_min, ly.t_max) for ly in self.hidden_layers]
+        return SimulationResult(
+            output=torch.cat(outs),
+            spike_times=spike_times,
+            layer_names=names if record else [],
+            windows=windows if record else [],
+            certificate=Certificate.merge(certs),
+            engine=engine,
+            neuron=self.neuron,
+            latency=self.latency,
+        )
+
+    def reference(self, x: Tensor, *, clip: bool = False) -> list[Tensor]:
+        """The folded ReLU network on ``x``: every hidden layer's activation, then the logits
+        (shaped like the model's output). Independent of the spiking dynamics."""
+        v = self.encode(x, clip=clip)
+        outs: list[Tensor] = []
+        with torch.no_grad():
+            for layer in self.layers:
+                v = layer.affine(layer.routed(v))
+                if not layer.readout:
+                    v = v.clamp_min(0)
+                outs.append(v)
+            for r in self.output_routes:
+                outs[-1] = r(outs[-1])
+        return outs
+
+    # -- description -------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Layers, windows, latency, neuron and synapse counts (JSON-friendly)."""
+        layers = []
+        for ly in self.layers:
+            d = ly.describe()
+            d["neurons"] = ly.num_neurons
+            d["synapses"] = ly.affine.macs()
+            layers.append(d)
+        inputs = 1
+        for s in self.input_shape:
+            inputs *= s
+        return {
+            "neuron": self.neuron,
+            "zeta": self.zeta,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "latency": self.latency,
+            "input_neurons": inputs,
+            "hidden_neurons": sum(ly.num_neurons for ly in self.hidden_layers),
+            "synapses": sum(d["synapses"] for d in layers),
+            "layers": layers,
+            "meta": self.meta,
+        }
+
+    def extra_repr(self) -> str:
+        return (f"neuron={self.neuron}, zeta={self.zeta}, input_shape={self.input_shape}, "
+                f"latency={self.latency:.4g}")

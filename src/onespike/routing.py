@@ -1,0 +1,58 @@
+"""Spike routing between spiking layers: max pooling ("first spike wins") and reshapes.
+
+Routing acts on *values* ``v = t_max − t`` of the previous layer (``−inf`` for a neuron that
+never fires, model B). Max pooling of values is the earliest spike of the pooling window; a
+channel with ``sign = −1`` (a batch norm with negative scale folded forward across the pool,
+design note §4) takes the minimum value = the latest spike, which needs every input to fire
+(it fires when its last input has fired, and stays silent if any input is silent).
+Reshapes do not change spike times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["MaxPoolRoute", "ReshapeRoute", "Route"]
+
+
+@dataclass
+class MaxPoolRoute:
+    """Signed max pooling ``v' = s · maxpool(s · v)`` per channel (``sign`` None: all +1)."""
+
+    dims: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    sign: Tensor | None = None
+    source: str = ""
+
+    def __call__(self, v: Tensor) -> Tensor:
+        pool = F.max_pool1d if self.dims == 1 else F.max_pool2d
+        s = None
+        if self.sign is not None:
+            s = self.sign.to(v.dtype).reshape((-1,) + (1,) * self.dims)
+            v = v * s
+        out = pool(v, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return out if s is None else out * s
+
+
+@dataclass
+class ReshapeRoute:
+    """Reshape every sample to ``out_shape`` (flatten or any order-preserving view)."""
+
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    source: str = ""
+
+    def __call__(self, v: Tensor) -> Tensor:
+        return v.reshape(v.shape[0], *self.out_shape)
+
+
+Route = MaxPoolRoute | ReshapeRoute
