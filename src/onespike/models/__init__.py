@@ -1,0 +1,30 @@
+"""ReLU network architectures (no torchvision) and the shipped pretrained weights."""
+
+from .architectures import (
+    VGG,
+    VGG16_CFG,
+    VGG_FMNIST_CFG,
+    digits_cnn,
+    lenet5_fmnist,
+    mlp_fmnist,
+    vgg16_cifar,
+    vgg_fmnist,
+)
+from .pretrained import PRETRAINED_NAMES, load_pretrained, pretrained_info
+from .registry import MODEL_NAMES, get_model
+
+__all__ = [
+    "MODEL_NAMES",
+    "PRETRAINED_NAMES",
+    "VGG",
+    "VGG16_CFG",
+    "VGG_FMNIST_CFG",
+    "digits_cnn",
+    "get_model",
+    "lenet5_fmnist",
+    "load_pretrained",
+    "mlp_fmnist",
+    "pretrained_info",
+    "vgg16_cifar",
+    "vgg_fmnist",
+]
