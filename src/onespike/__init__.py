@@ -17,6 +17,7 @@ from .errors import (
     UnsupportedModelError,
     UnsupportedOperationError,
 )
+from .io import load, save
 from .layers import NEURON_MODELS, SpikingLayer
 from .network import SpikingNetwork
 from .simulation import SimulationResult
@@ -37,4 +38,6 @@ __all__ = [
     "UnsupportedOperationError",
     "__version__",
     "convert",
+    "load",
+    "save",
 ]
