@@ -20,6 +20,7 @@ from .errors import (
 from .io import load, save
 from .layers import NEURON_MODELS, SpikingLayer
 from .network import SpikingNetwork
+from .perturb import Perturbation
 from .simulation import SimulationResult
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ __all__ = [
     "FormatError",
     "InputRangeError",
     "OnespikeError",
+    "Perturbation",
     "SimulationResult",
     "SpikingLayer",
     "SpikingNetwork",

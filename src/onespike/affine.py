@@ -78,7 +78,7 @@ class Affine:
         """Multiply-accumulates of ``W x`` for one sample (padding positions excluded)."""
         nz = (self.weight != 0).to(self.weight.dtype)
         ones = torch.ones((1, *self.in_shape), dtype=nz.dtype, device=nz.device)
-        return int(round(float(self.linear(ones, nz).sum())))
+        return round(float(self.linear(ones, nz).sum()))
 
     def fan_out_counts(self) -> Tensor:
         """Number of non-zero synapses leaving each input position, shape ``in_shape``."""
@@ -142,7 +142,7 @@ class Affine:
         ci = g[:, None] * cg + torch.arange(cg, device=dev)[None, :]  # (M, cg)
         # padded coordinates of each kernel tap, per dim: (M, k_d)
         coords = []
-        valid = torch.ones((index.numel(),) + tuple(kernel), dtype=torch.bool, device=dev)
+        valid = torch.ones((index.numel(), *kernel), dtype=torch.bool, device=dev)
         for d in range(self.dims):
             k = torch.arange(kernel[d], device=dev)
             c = pos[d][:, None] * self.stride[d] + k[None, :] * self.dilation[d] - self.pad[2 * d]

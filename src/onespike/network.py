@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from .certificate import Certificate
 from .errors import InputRangeError
 from .layers import SpikingLayer
+from .perturb import Perturbation
 from .routing import Route
 from .simulation import ENGINES, SimulationResult, auto_chunk_size, simulate_values
 
@@ -135,6 +136,7 @@ class SpikingNetwork(nn.Module):
         chunk_size: int | None = None,
         max_memory: int | None = None,
         progress: bool = False,
+        perturbation: Perturbation | None = None,
         **engine_options: Any,
     ) -> SimulationResult:
         """Simulate the network on a batch ``x``.
@@ -144,13 +146,14 @@ class SpikingNetwork(nn.Module):
         (time-stepped, see :mod:`onespike.engines.clock`). ``record``: keep every layer's
         spike times (memory: one float per neuron and sample). The batch is processed in
         chunks of ``chunk_size`` samples (default: chosen from ``max_memory`` or the free
-        memory).
+        memory). ``perturbation``: a :class:`~onespike.Perturbation` (jitter, alpha noise,
+        spike-time quantisation) applied inside the dynamics (event engine).
         """
         if engine == "clock":
             from .engines.clock import simulate_clock
 
             return simulate_clock(self, x, clip=clip, record=record, chunk_size=chunk_size,
-                                  **engine_options)
+                                  perturbation=perturbation, **engine_options)
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {(*ENGINES, 'clock')}, got {engine!r}")
         if engine_options:
@@ -162,12 +165,20 @@ class SpikingNetwork(nn.Module):
         outs: list[Tensor] = []
         recs: list[list[Tensor]] = []
         certs: list[Certificate] = []
+        gen, gains = None, None
+        if perturbation is not None and perturbation.active:
+            if perturbation.alpha_noise > 0 and self.neuron != "alpha":
+                raise ValueError("alpha noise applies to model A (neuron='alpha') only")
+            gen = perturbation.generator(self.device)
+            gains = [perturbation.alpha_gain(ly.out_shape, gen, self.dtype, self.device)
+                     for ly in self.hidden_layers]
         starts = range(0, max(n, 1), max(1, chunk_size))
         with torch.no_grad():
             for s in tqdm(starts, desc=f"simulating ({engine})", unit="chunk",
                           disable=not progress or len(starts) < 2, leave=False):
                 out, times, cert = simulate_values(
-                    self, xhat[s : s + chunk_size], engine, record=record, certify=certify
+                    self, xhat[s : s + chunk_size], engine, record=record, certify=certify,
+                    perturbation=perturbation, gains=gains, generator=gen,
                 )
                 outs.append(out)
                 recs.append(times)

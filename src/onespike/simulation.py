@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .certificate import Certificate
 from .engines import closed_hidden, closed_readout, event_hidden, event_readout
+from .perturb import Perturbation
 
 if TYPE_CHECKING:
     from .network import SpikingNetwork
@@ -92,11 +93,20 @@ def simulate_values(
     *,
     record: bool,
     certify: bool,
+    perturbation: Perturbation | None = None,
+    gains: list[Tensor | None] | None = None,
+    generator: torch.Generator | None = None,
 ) -> tuple[Tensor, list[Tensor], Certificate]:
     """Simulate one chunk of normalised inputs ``x̂``; returns the readout, the recorded
-    spike times and the certificate of the chunk."""
+    spike times and the certificate of the chunk.
+
+    ``perturbation`` (event engine only) perturbs spike times after every layer with
+    ``generator``; ``gains`` are the per-layer alpha factors it drew."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES} (or 'clock'), got {engine!r}")
+    perturb = perturbation is not None and perturbation.active
+    if perturb and engine != "event":
+        raise ValueError("perturbations are simulated by the event (or clock) engine only")
     bsz = xhat.shape[0]
     hidden = [ly for ly in network.layers if not ly.readout]
     early, sat, checked, neurons = [], [], [], []
@@ -106,13 +116,20 @@ def simulate_values(
         v = xhat
     else:  # model B: an input value of 0 sends no spike
         v = torch.where(xhat > 0, xhat, torch.full_like(xhat, float("-inf")))
+    if perturb:
+        assert perturbation is not None and generator is not None
+        v = perturbation.spikes(v, 1.0, generator)
     if record:
         times.append(1.0 - v)
-    for layer in hidden:
+    for i, layer in enumerate(hidden):
         v_in = layer.routed(v)
-        step = (event_hidden(layer, v_in) if engine == "event"
+        gain = gains[i] if gains else None
+        step = (event_hidden(layer, v_in, gain) if engine == "event"
                 else closed_hidden(layer, v_in, certify=certify))
         v = step.values
+        if perturb:
+            assert perturbation is not None and generator is not None
+            v = perturbation.spikes(v, layer.B, generator)
         early.append(int(step.early.sum()))
         sat.append(int(step.saturated.sum()))
         checked.append(int(step.checked.sum()))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .errors import CalibrationError, UnsupportedOperationError
+from .errors import CalibrationError, UnsupportedModelError, UnsupportedOperationError
 from .ir import (
     AdaptiveAvgPoolNode,
     AvgPoolNode,
@@ -81,7 +81,7 @@ def _name_of(target: Any) -> str:
     if isinstance(target, str):
         return target
     mod = getattr(target, "__module__", None) or ""
-    qual = getattr(target, "__qualname__", None) or getattr(target, "__name__", repr(target))
+    qual = getattr(target, "__name__", None) or getattr(target, "__qualname__", repr(target))
     if mod.startswith("torch.nn.functional"):
         return f"F.{qual}"
     if mod.startswith("torch") or mod == "_operator":
@@ -120,6 +120,9 @@ def validate_and_trace(model: nn.Module) -> torch.fx.GraphModule:
             mod, (nn.Conv1d, nn.Conv2d)
         ):
             raise UnsupportedOperationError(type(mod).__name__, path, "", _HINT)
+    if type(model).__module__.startswith("torch.nn") and not isinstance(model, nn.Sequential):
+        # a bare library layer (e.g. nn.Linear) is traced through its own forward otherwise
+        model = nn.Sequential(model)
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:  # torch.fx raises TraceError, TypeError, … for dynamic code
@@ -135,7 +138,9 @@ def validate_and_trace(model: nn.Module) -> torch.fx.GraphModule:
     shape_nodes: set[str] = set()
     placeholders = 0
     for node in gm.graph.nodes:
-        where = f"{node.name} (graph node)"
+        stack = node.meta.get("nn_module_stack")
+        owner = next(reversed(stack.values()))[0] if stack else ""
+        where = f"{node.name} (graph node{' in ' + owner if owner else ''})"
         if node.op == "placeholder":
             placeholders += 1
             if placeholders > 1:
@@ -184,7 +189,78 @@ def validate_and_trace(model: nn.Module) -> torch.fx.GraphModule:
                     "structured output", "output",
                     "the model must return a single tensor (the readout)",
                 )
+    _check_structure(gm, shape_nodes)
     return gm
+
+
+def _kind(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str:
+    """Coarse role of a data node: core, relu, pool, other."""
+    if node.op == "call_module":
+        mod = modules[node.target]
+        if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            return "core"
+        if isinstance(mod, nn.ReLU):
+            return "relu"
+        if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d,
+                            nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+            return "pool"
+        return "other"
+    if node.op == "call_function" and node.target in _RELU_FUNCTIONS:
+        return "relu"
+    if node.op == "call_method" and node.target in ("relu", "relu_"):
+        return "relu"
+    if node.op == "call_function" and node.target in _POOL_FUNCTIONS:
+        return "pool"
+    return "other"
+
+
+def _check_structure(gm: torch.fx.GraphModule, shape_nodes: set[str]) -> None:
+    """Structural checks on the data path that need no shapes: the readout is the last
+    Linear/Conv (no ReLU or pool after it) and consecutive Linear/Conv layers have a ReLU
+    between them. Branching is left to the IR's chain check."""
+    modules = dict(gm.named_modules())
+    data = [n for n in gm.graph.nodes
+            if n.op in ("call_module", "call_function", "call_method")
+            and n.name not in shape_nodes]
+    last_core: torch.fx.Node | None = None
+    relu_since: torch.fx.Node | None = None
+    for node in data:
+        kind = _kind(node, modules)
+        where = str(node.target) if node.op == "call_module" else f"{node.name} (graph node)"
+        if kind == "core":
+            if last_core is not None and relu_since is None:
+                raise UnsupportedOperationError(
+                    type(modules[node.target]).__name__, where,
+                    f"it follows {last_core.target!r} with no ReLU in between",
+                    "Two Linear/Conv layers in a row cannot be mapped to one spiking layer; "
+                    "merge them into one layer or put a ReLU between them",
+                )
+            last_core, relu_since = node, None
+        elif kind == "relu":
+            relu_since = node
+    if last_core is None:
+        raise UnsupportedModelError(
+            "the model has no Linear/Conv layer; onespike maps the last Linear/Conv to the "
+            "non-spiking readout"
+        )
+    after = data[data.index(last_core) + 1 :]
+    for node in after:
+        if _kind(node, modules) == "pool":
+            where = str(node.target) if node.op == "call_module" else f"{node.name} (graph node)"
+            raise UnsupportedModelError(
+                f"the network's output is not produced by a Linear/Conv readout: the last "
+                f"Linear/Conv {last_core.target!r} is followed by pooling ({where}); the "
+                "readout must be the last Linear/Conv (only batch norm, Flatten, Dropout and "
+                "reshapes may follow it)"
+            )
+    for node in after:
+        if _kind(node, modules) == "relu":
+            where = str(node.target) if node.op == "call_module" else f"{node.name} (graph node)"
+            raise UnsupportedOperationError(
+                "ReLU", where, f"the readout {last_core.target!r} is followed by a ReLU",
+                "The readout (last Linear/Conv) must give the logits; remove the final "
+                "activation",
+            )
 
 
 def _check_module_options(mod: nn.Module, path: str) -> None:

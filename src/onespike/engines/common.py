@@ -36,21 +36,23 @@ def _per_sample(mask: Tensor) -> Tensor:
     return mask.reshape(mask.shape[0], -1).sum(dim=1)
 
 
-def certify_model_a(layer: SpikingLayer, x: Tensor) -> Tensor:
+def certify_model_a(layer: SpikingLayer, x: Tensor, bias: Tensor | None = None) -> Tensor:
     """Boolean map (B, *out_shape): neurons proven to spike at ``t_max − ReLU(z)``.
 
     Certificate (design note §2): ``b_i + Σ_j W⁺_ij x_j < B`` ⇒ ``f_i(u) < 0`` for all
     ``u ∈ [0, B_in]`` (no early spike). The excitatory sum is computed in float32 with a
     rigorous rounding margin ``(K + 2)·2⁻²⁴·Σ``. A neuron with an input arriving after
-    ``t_min`` (``x_j < 0``, only under perturbations) is never certified.
+    ``t_min`` (``x_j < 0``, only under perturbations) is never certified. ``bias`` replaces
+    ``b`` (perturbed dynamics).
     """
+    b = layer.bias if bias is None else bias
     aff = layer.affine
     xp = x.clamp_min(0)
     drive = aff.linear(xp.to(torch.float32), layer.positive_weight32()).to(x.dtype)
     margin = (aff.fan_in + 2) * _U32 * 2.0
     if x.dtype == torch.float32:
         margin *= 2.0
-    ok = layer.bias + drive * (1.0 + margin) + margin * layer.bias.abs() < layer.B
+    ok = b + drive * (1.0 + margin) + margin * b.abs() < layer.B
     late = x < 0
     if bool(late.any()):
         nz = (layer.weight != 0).to(x.dtype)
@@ -58,9 +60,12 @@ def certify_model_a(layer: SpikingLayer, x: Tensor) -> Tensor:
     return ok
 
 
-def exact_values(layer: SpikingLayer, x: Tensor, index: Tensor) -> Tensor:
+def exact_values(
+    layer: SpikingLayer, x: Tensor, index: Tensor, gain: Tensor | None = None
+) -> Tensor:
     """Exact ``t_max − t`` of the neurons at flat ``index`` (into (B, *out_shape)) by walking
-    their piecewise-linear trajectory (:func:`first_crossing`), in memory-bounded chunks."""
+    their piecewise-linear trajectory (:func:`first_crossing`), in memory-bounded chunks.
+    ``gain`` (out_shape): per-neuron factor on ``alpha`` (perturbed dynamics)."""
     aff = layer.affine
     out = torch.empty(index.numel(), dtype=x.dtype, device=x.device)
     step = max(1, GATHER_ELEMENTS // max(1, aff.fan_in))
@@ -69,22 +74,48 @@ def exact_values(layer: SpikingLayer, x: Tensor, index: Tensor) -> Tensor:
     for s in range(0, index.numel(), step):
         idx = index[s : s + step]
         xs, ws = aff.gather(x, idx)
-        u = first_crossing(xs, ws, bias_flat[idx % n_out], layer.B_in, layer.B)
+        pos = idx % n_out
+        b, leak = bias_flat[pos], None
+        if gain is not None:
+            b, leak = _perturbed(b, layer.S.reshape(-1)[pos], gain.reshape(-1)[pos], layer.B_in)
+        u = first_crossing(xs, ws, b, layer.B_in, layer.B, leak)
         out[s : s + step] = layer.B + u
     return out
 
 
-def model_a_step(layer: SpikingLayer, x: Tensor, z: Tensor, *, use_exact: bool) -> LayerStep:
+def _perturbed(b: Tensor, S: Tensor, gain: Tensor, B_in: float) -> tuple[Tensor, Tensor]:
+    """Bias and ``u`` coefficient of ``f`` when ``alpha`` is multiplied by ``gain = 1 + δ``
+    while ``theta`` and ``J`` keep ``alpha = 1``:
+    ``f̃(u) = b + δ(1 − S)B_in + Σ_j W_ij (x_j − u)⁺ − (1 − S)(1 + δ) u − B``."""
+    delta = gain - 1.0
+    return b + delta * (1.0 - S) * B_in, (1.0 - S) * gain
+
+
+def model_a_step(
+    layer: SpikingLayer, x: Tensor, z: Tensor, *, use_exact: bool, gain: Tensor | None = None
+) -> LayerStep:
     """Model-A step given clipped inputs ``x`` and ``z = W x + b``.
 
     Certified neurons take ``ReLU(z)``; the others are computed exactly. With ``use_exact``
-    False (closed engine) the exact values only feed the certificate counts."""
-    ok = certify_model_a(layer, x)
-    values = z.clamp_min(0)
+    False (closed engine) the exact values only feed the certificate counts. ``gain``
+    (out_shape) multiplies each neuron's ``alpha`` (robustness studies); certified neurons
+    then cross at ``u* = (z̃ − B)/(S + (1 − S)·gain)`` with ``z̃`` the perturbed ``z``."""
+    bias = None
+    if gain is not None:
+        bias, leak = _perturbed(layer.bias, layer.S, gain, layer.B_in)
+        z = z + (bias - layer.bias)
+        ok = certify_model_a(layer, x, bias) & (leak > 0)
+        slope = layer.S + leak
+        safe = torch.where(slope > 0, slope, torch.ones_like(slope))
+        values = torch.where(slope > 0, (layer.B + (z - layer.B) / safe).clamp_min(0),
+                             torch.zeros_like(z))
+    else:
+        ok = certify_model_a(layer, x)
+        values = z.clamp_min(0)
     early = torch.zeros_like(values, dtype=torch.bool)
     if not bool(ok.all()):
         index = (~ok).reshape(-1).nonzero().reshape(-1)
-        exact = exact_values(layer, x, index)
+        exact = exact_values(layer, x, index, gain)
         early.view(-1)[index] = exact > layer.B
         if use_exact:
             values = values.clone()

@@ -20,13 +20,19 @@ from torch import Tensor
 __all__ = ["first_crossing"]
 
 
-def first_crossing(xs: Tensor, ws: Tensor, b: Tensor, B_in: float, B_out: float) -> Tensor:
+def first_crossing(
+    xs: Tensor, ws: Tensor, b: Tensor, B_in: float, B_out: float, leak: Tensor | None = None
+) -> Tensor:
     """Return ``u*`` (M,) for M neurons with inputs ``xs`` and weights ``ws`` (M, K), biases
-    ``b`` (M,). ``xs`` must already be clipped to ``≤ B_in``; zero weights are ignored."""
+    ``b`` (M,). ``xs`` must already be clipped to ``≤ B_in``; zero weights are ignored.
+
+    ``leak`` (M,) replaces the coefficient ``1 − S_i`` of ``u`` (used when the constant current
+    ``alpha`` is perturbed: see :func:`onespike.engines.common.model_a_step`)."""
     m = xs.shape[0]
     if m == 0:
         return xs.new_zeros(0)
-    S = ws.sum(dim=1)
+    if leak is None:
+        leak = 1.0 - ws.sum(dim=1)
     order = torch.argsort(xs, dim=1, descending=True)
     x_sorted = torch.gather(xs, 1, order)
     w_sorted = torch.gather(ws, 1, order)
@@ -34,7 +40,7 @@ def first_crossing(xs: Tensor, ws: Tensor, b: Tensor, B_in: float, B_out: float)
     cw = torch.cat([zero, torch.cumsum(w_sorted, dim=1)], dim=1)  # (M, K+1): Σ of first k
     cwx = torch.cat([zero, torch.cumsum(w_sorted * x_sorted, dim=1)], dim=1)
     A = b[:, None] + cwx - B_out  # f(u) = A_k − D_k u on segment k
-    D = cw + (1.0 - S)[:, None]
+    D = cw + leak[:, None]
     lo = torch.cat([x_sorted, xs.new_full((m, 1), -B_out)], dim=1).clamp(-B_out, B_in)
     hi = torch.cat([xs.new_full((m, 1), B_in), x_sorted], dim=1).clamp(-B_out, B_in)
     f_lo = A - D * lo

@@ -24,13 +24,14 @@ from .common import LayerStep, _per_sample, model_a_step
 __all__ = ["event_hidden", "event_readout"]
 
 
-def event_hidden(layer: SpikingLayer, v_in: Tensor) -> LayerStep:
-    """One hidden layer: ``v_in`` are the routed input values; returns output values."""
+def event_hidden(layer: SpikingLayer, v_in: Tensor, gain: Tensor | None = None) -> LayerStep:
+    """One hidden layer: ``v_in`` are the routed input values; returns output values.
+    ``gain``: optional per-neuron factor on ``alpha`` (model A robustness studies)."""
     aff = layer.affine
     if layer.neuron == "alpha":
         x = v_in.clamp(max=layer.B_in)
         z = aff(x)
-        return model_a_step(layer, x, z, use_exact=True)
+        return model_a_step(layer, x, z, use_exact=True, gain=gain)
     # model B: silent inputs (−inf) and late inputs contribute nothing before t_min
     x = v_in.clamp(0.0, layer.B_in)
     z = aff(x)
