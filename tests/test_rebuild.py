@@ -90,7 +90,7 @@ def test_refusals(tmp_path: Path) -> None:
         from_torchscript(str(scripted))
     junk = tmp_path / "junk.pt2"
     junk.write_bytes(b"not an archive")
-    with pytest.raises(RebuildError, match="not a torch.export program"):
+    with pytest.raises(RebuildError, match=r"not a torch\.export program"):
         from_exported(str(junk))
     with pytest.raises(RebuildError, match="not a loadable TorchScript"):
         from_torchscript(str(junk))
