@@ -400,10 +400,8 @@ def _demo_model(progress: bool) -> tuple[Any, str]:
 
 
 def _raster(sim: Any, path: Path, title: str) -> Path:
-    try:
-        from .plots import plot_raster
-    except ImportError:  # onespike.plots is optional here; fall back to the simple raster
-        from .raster import plot_raster  # type: ignore[assignment]
+    from .plots import plot_raster
+
     plot_raster(sim, path, sample=0, title=title)
     return path
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .certificate import Certificate
+from .metrics import Stats, measure
 from .network import SpikingNetwork
-
-if TYPE_CHECKING:
-    from .metrics import Stats
 
 __all__ = ["Evaluation", "check_input_shape", "evaluate"]
 
@@ -131,8 +129,6 @@ def evaluate(
     max_diff = 0.0
     certs: list[Certificate] = []
     stats: list[Stats] = []
-    if activity:
-        from .metrics import measure
     seconds = 0.0
     starts = range(0, n, batch_size)
     for s in tqdm(starts, desc=f"evaluating ({engine})", unit="batch", leave=False,

@@ -10,6 +10,8 @@ from tests.cli.helpers import TINY
 
 import onespike
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 
 def _assert_exact(d: dict) -> None:
     assert d["certificate"]["exact"] is True
