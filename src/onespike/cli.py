@@ -296,9 +296,10 @@ def _check_model_accepts(model: Any, calib: Any, desc: str) -> None:
 
     if calib.dim() < 1 or calib.shape[0] == 0:
         raise ValueError(f"calibration data {desc} is empty")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), calib.dtype)
     try:
         with torch.no_grad():
-            model(calib[:1])
+            model(calib[:1].to(dtype))
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(
@@ -314,7 +315,6 @@ def _convert(opts: dict[str, Any], default_calibration: str | None = None
 
     import onespike
 
-    from .evaluation import check_input_shape
     from .modelspec import load_model
 
     model, origin = load_model(opts["model"], opts.get("weights"))
@@ -325,7 +325,6 @@ def _convert(opts: dict[str, Any], default_calibration: str | None = None
     snn = onespike.convert(model, calib, input_range=(low, high), zeta=opts["zeta"],
                            neuron=opts["neuron"], dtype=dtype, clip=opts.get("clip", False),
                            progress=_progress())
-    check_input_shape(snn, tuple(calib.shape[1:]), f"calibration data {calib_desc}")
     snn.meta.update({"source": origin, "calibration": calib_desc})
     spec = opts.get("calibration") or default_calibration
     if spec and not Path(spec).suffix:

@@ -122,8 +122,11 @@ def evaluate(
     n = int(images.shape[0])
     if n == 0:
         raise ValueError("no samples to evaluate")
+    model_dtype = None
     if model is not None:
         model.eval()
+        model_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
+                           None)
     correct_relu = correct_snn = agree = 0
     labelled = labels is not None and bool((labels >= 0).all())
     max_diff = 0.0
@@ -136,7 +139,8 @@ def evaluate(
         x = images[s : s + batch_size]
         with torch.no_grad():
             if model is not None:
-                relu = model(x).reshape(x.shape[0], -1)
+                xm = x.to(model_dtype) if model_dtype is not None else x
+                relu = model(xm).reshape(x.shape[0], -1)
             else:
                 relu = snn.reference(x, clip=clip)[-1].reshape(x.shape[0], -1)
         t0 = time.perf_counter()
