@@ -113,41 +113,54 @@ class Affine:
         self.weight = self.weight * f.reshape(*f.shape, *([1] * self.dims))
 
     # -- fan-in gathering (for the exact first-crossing computation) ------------------------
-    def gather(self, x: Tensor, index: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
-        """Inputs and weights of selected neurons.
-
-        ``x``: (B, *in_shape); ``index``: (M,) flat indices into (B, *out_shape). Returns
-        ``(xs, ws)`` of shape (M, fan_in): the input values each neuron sees and the matching
-        weights, with weight 0 (and value ``fill``) where the kernel covers zero padding.
+    def patch_keys(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """For flat neuron indices into (B, *out_shape), return ``(key, row)``: ``key``
+        identifies the neuron's input patch (sample, group, position: neurons of one position
+        and group read the same inputs) and ``row`` its weight row in ``weight.reshape(C, -1)``.
         """
-        n_out = int(torch.tensor(self.out_shape).prod())
+        n_out = 1
+        for s in self.out_shape:
+            n_out *= int(s)
         b = index // n_out
         o = index % n_out
         if self.kind == "linear":
-            xs = x.reshape(x.shape[0], -1)[b]
-            return xs, self.weight[o]
-        c_out = self.out_shape[0]
-        spatial = self.out_shape[1:]
-        n_sp = int(torch.tensor(spatial).prod()) if spatial else 1
+            return b, o
+        n_sp = n_out // self.out_shape[0]
         co = o // n_sp
-        rem = o % n_sp
+        g = co // (self.out_shape[0] // self.groups)
+        return (b * self.groups + g) * n_sp + o % n_sp, co
+
+    def patches(self, x: Tensor, key: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Input patches ``(xs, valid)`` of shape (U, fan_in) for patch ``key``s (see
+        :meth:`patch_keys`), in the order of ``weight.reshape(C, -1)``'s columns; ``valid`` is
+        False (and the value ``fill``) where the kernel covers zero padding."""
+        if self.kind == "linear":
+            xs = x.reshape(x.shape[0], -1)[key]
+            return xs, torch.ones_like(xs, dtype=torch.bool)
+        spatial = self.out_shape[1:]
+        n_sp = 1
+        for s in spatial:
+            n_sp *= int(s)
+        sp = key % n_sp
+        bg = key // n_sp
+        b, g = bg // self.groups, bg % self.groups
         pos: list[Tensor] = []
+        rem = sp
         for d in reversed(range(self.dims)):
             pos.insert(0, rem % spatial[d])
             rem = rem // spatial[d]
         cg = self.weight.shape[1]
-        kernel = self.weight.shape[2:]
-        g = co // (c_out // self.groups)
+        kernel = tuple(self.weight.shape[2:])
         dev = x.device
-        ci = g[:, None] * cg + torch.arange(cg, device=dev)[None, :]  # (M, cg)
-        # padded coordinates of each kernel tap, per dim: (M, k_d)
+        u = key.numel()
+        ci = g[:, None] * cg + torch.arange(cg, device=dev)[None, :]  # (U, cg)
         coords = []
-        valid = torch.ones((index.numel(), *kernel), dtype=torch.bool, device=dev)
+        valid = torch.ones((u, *kernel), dtype=torch.bool, device=dev)
         for d in range(self.dims):
             k = torch.arange(kernel[d], device=dev)
             c = pos[d][:, None] * self.stride[d] + k[None, :] * self.dilation[d] - self.pad[2 * d]
             inside = (c >= 0) & (c < self.in_shape[1 + d])
-            shape = [index.numel()] + [1] * self.dims
+            shape = [u] + [1] * self.dims
             shape[1 + d] = kernel[d]
             valid = valid & inside.reshape(shape)
             coords.append(c.clamp(0, self.in_shape[1 + d] - 1))
@@ -160,8 +173,18 @@ class Affine:
                 coords[0][:, None, :, None],
                 coords[1][:, None, None, :],
             ]
-        ws = self.weight[co]
-        v = valid[:, None].expand_as(ws)
-        ws = torch.where(v, ws, torch.zeros((), dtype=ws.dtype, device=dev))
+        v = valid[:, None].expand_as(xs)
         xs = torch.where(v, xs, torch.full((), fill, dtype=xs.dtype, device=dev))
-        return xs.reshape(index.numel(), -1), ws.reshape(index.numel(), -1)
+        return xs.reshape(u, -1), v.reshape(u, -1)
+
+    def gather(self, x: Tensor, index: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Inputs and weights of selected neurons.
+
+        ``x``: (B, *in_shape); ``index``: (M,) flat indices into (B, *out_shape). Returns
+        ``(xs, ws)`` of shape (M, fan_in): the input values each neuron sees and the matching
+        weights, with weight 0 (and value ``fill``) where the kernel covers zero padding.
+        """
+        key, row = self.patch_keys(index)
+        xs, valid = self.patches(x, key, fill)
+        ws = self.weight.reshape(self.weight.shape[0], -1)[row]
+        return xs, torch.where(valid, ws, torch.zeros((), dtype=ws.dtype, device=ws.device))

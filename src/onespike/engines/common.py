@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..layers import SpikingLayer
-from .crossing import first_crossing
+from .crossing import first_crossing_sorted
 
 __all__ = ["LayerStep", "certify_model_a", "exact_values"]
 
@@ -61,25 +61,53 @@ def certify_model_a(layer: SpikingLayer, x: Tensor, bias: Tensor | None = None) 
 
 
 def exact_values(
-    layer: SpikingLayer, x: Tensor, index: Tensor, gain: Tensor | None = None
+    layer: SpikingLayer,
+    x: Tensor,
+    index: Tensor,
+    gain: Tensor | None = None,
+    *,
+    early_only: bool = False,
 ) -> Tensor:
     """Exact ``t_max − t`` of the neurons at flat ``index`` (into (B, *out_shape)) by walking
-    their piecewise-linear trajectory (:func:`first_crossing`), in memory-bounded chunks.
-    ``gain`` (out_shape): per-neuron factor on ``alpha`` (perturbed dynamics)."""
+    their piecewise-linear trajectory (:func:`first_crossing_sorted`), in memory-bounded
+    chunks. Neurons that read the same input patch (same sample, position and group) share
+    one sort of the patch by arrival time; only their weights are permuted.
+    ``gain`` (out_shape): per-neuron factor on ``alpha`` (perturbed dynamics).
+
+    ``early_only`` (valid when no input arrives after ``t_min``): only crossings before the
+    window are computed — on the inputs that have arrived by then (``x > 0``) — and NaN is
+    returned for the others, whose crossing is then the closed form."""
     aff = layer.affine
     out = torch.empty(index.numel(), dtype=x.dtype, device=x.device)
-    step = max(1, GATHER_ELEMENTS // max(1, aff.fan_in))
+    if index.numel() == 0:
+        return out
+    key, row = aff.patch_keys(index)
+    key_sorted, perm = torch.sort(key)
+    fan_in = aff.fan_in
+    step = max(1, GATHER_ELEMENTS // max(1, fan_in))
+    w_rows = layer.weight.reshape(layer.weight.shape[0], -1)
     bias_flat = layer.bias.reshape(-1)
+    s_flat = layer.S.reshape(-1)
     n_out = layer.num_neurons
     for s in range(0, index.numel(), step):
-        idx = index[s : s + step]
-        xs, ws = aff.gather(x, idx)
-        pos = idx % n_out
-        b, leak = bias_flat[pos], None
+        sel = perm[s : s + step]
+        keys, inverse = torch.unique_consecutive(key_sorted[s : s + step], return_inverse=True)
+        xs, valid = aff.patches(x, keys)
+        order = torch.argsort(xs, dim=1, descending=True)
+        x_sorted = torch.gather(xs, 1, order)
+        if early_only:  # inputs with x ≤ 0 act only from t_min on: leave them out
+            keep = max(1, int((x_sorted > 0).sum(dim=1).max()))
+            x_sorted, order = x_sorted[:, :keep], order[:, :keep]
+        mask = torch.gather(valid, 1, order)[inverse]
+        ws = torch.gather(w_rows[row[sel]], 1, order[inverse])
+        ws = torch.where(mask, ws, torch.zeros((), dtype=ws.dtype, device=ws.device))
+        pos = index[sel] % n_out
+        b, leak = bias_flat[pos], 1.0 - s_flat[pos]
         if gain is not None:
-            b, leak = _perturbed(b, layer.S.reshape(-1)[pos], gain.reshape(-1)[pos], layer.B_in)
-        u = first_crossing(xs, ws, b, layer.B_in, layer.B, leak)
-        out[s : s + step] = layer.B + u
+            b, leak = _perturbed(b, s_flat[pos], gain.reshape(-1)[pos], layer.B_in)
+        u = first_crossing_sorted(x_sorted[inverse], ws, b, layer.B_in, layer.B, leak,
+                                  early_only=early_only)
+        out[sel] = layer.B + u
     return out
 
 
@@ -115,7 +143,10 @@ def model_a_step(
     early = torch.zeros_like(values, dtype=torch.bool)
     if not bool(ok.all()):
         index = (~ok).reshape(-1).nonzero().reshape(-1)
-        exact = exact_values(layer, x, index, gain)
+        late_free = not bool((x < 0).any())
+        exact = exact_values(layer, x, index, gain, early_only=late_free)
+        if late_free:  # NaN: no crossing before t_min, so the closed form holds
+            exact = torch.where(torch.isnan(exact), values.reshape(-1)[index], exact)
         early.view(-1)[index] = exact > layer.B
         if use_exact:
             values = values.clone()

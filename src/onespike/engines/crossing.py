@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["first_crossing"]
+__all__ = ["first_crossing", "first_crossing_sorted"]
 
 
 def first_crossing(
@@ -34,25 +34,54 @@ def first_crossing(
     if leak is None:
         leak = 1.0 - ws.sum(dim=1)
     order = torch.argsort(xs, dim=1, descending=True)
-    x_sorted = torch.gather(xs, 1, order)
-    w_sorted = torch.gather(ws, 1, order)
-    zero = xs.new_zeros((m, 1))
-    cw = torch.cat([zero, torch.cumsum(w_sorted, dim=1)], dim=1)  # (M, K+1): Σ of first k
-    cwx = torch.cat([zero, torch.cumsum(w_sorted * x_sorted, dim=1)], dim=1)
-    A = b[:, None] + cwx - B_out  # f(u) = A_k − D_k u on segment k
-    D = cw + leak[:, None]
-    lo = torch.cat([x_sorted, xs.new_full((m, 1), -B_out)], dim=1).clamp(-B_out, B_in)
-    hi = torch.cat([xs.new_full((m, 1), B_in), x_sorted], dim=1).clamp(-B_out, B_in)
-    f_lo = A - D * lo
-    f_start = A[:, 0] - D[:, 0] * B_in  # f(B_in): V(t_start) − theta
+    return first_crossing_sorted(
+        torch.gather(xs, 1, order), torch.gather(ws, 1, order), b, B_in, B_out, leak
+    )
+
+
+def first_crossing_sorted(
+    x_sorted: Tensor,
+    w_sorted: Tensor,
+    b: Tensor,
+    B_in: float,
+    B_out: float,
+    leak: Tensor,
+    *,
+    early_only: bool = False,
+) -> Tensor:
+    """:func:`first_crossing` for inputs already sorted by decreasing ``x`` (arrival order).
+
+    With ``early_only`` the walk stops at ``u = 0`` (``t_min``) and returns NaN for neurons
+    that do not cross before their window: for those, when every input has arrived by
+    ``t_min``, the crossing is the closed form ``u = z − B``. Inputs with ``x ≤ 0`` may then
+    be left out of ``x_sorted`` (they only act after ``t_min``) as long as ``leak`` keeps
+    the full ``1 − S``.
+    """
+    m, k = x_sorted.shape
+    floor = 0.0 if early_only else -B_out
+    cw = x_sorted.new_zeros((m, k + 1))  # Σ of the first k weights (arrived inputs)
+    cwx = x_sorted.new_zeros((m, k + 1))
+    torch.cumsum(w_sorted, dim=1, out=cw[:, 1:])
+    torch.cumsum(w_sorted * x_sorted, dim=1, out=cwx[:, 1:])
+    # segment j (after j arrivals): f(u) = A_j − D_j·u with A_j = b + CWX_j − B, D_j = CW_j + leak
+    lo = x_sorted.new_empty((m, k + 1))
+    lo[:, :k] = x_sorted
+    lo[:, k] = floor
+    lo.clamp_(floor, B_in)
+    f_lo = cw.add_(leak[:, None])  # D (cw is not needed any more)
+    D = f_lo.clone()
+    f_lo.mul_(lo).neg_().add_(cwx).add_((b - B_out)[:, None])  # A − D·lo
     hit = f_lo >= 0
     any_hit = hit.any(dim=1)
-    k = torch.argmax(hit.to(torch.int8), dim=1)
-    Ak = torch.gather(A, 1, k[:, None])[:, 0]
-    Dk = torch.gather(D, 1, k[:, None])[:, 0]
-    lok = torch.gather(lo, 1, k[:, None])[:, 0]
-    hik = torch.gather(hi, 1, k[:, None])[:, 0]
-    root = torch.where(Dk > 0, Ak / torch.where(Dk > 0, Dk, torch.ones_like(Dk)), hik)
-    u = torch.minimum(torch.maximum(root, lok), hik)
-    u = torch.where(any_hit, u, xs.new_full((m,), -B_out))
-    return torch.where(f_start >= 0, xs.new_full((m,), B_in), u)
+    j = torch.argmax(hit.to(torch.int8), dim=1)[:, None]
+    Aj = (torch.gather(cwx, 1, j) + (b - B_out)[:, None])[:, 0]
+    Dj = torch.gather(D, 1, j)[:, 0]
+    loj = torch.gather(lo, 1, j)[:, 0]
+    prev = torch.gather(lo, 1, (j - 1).clamp_min(0))[:, 0]
+    hij = torch.where(j[:, 0] == 0, torch.full_like(loj, B_in), prev)
+    root = torch.where(Dj > 0, Aj / torch.where(Dj > 0, Dj, torch.ones_like(Dj)), hij)
+    u = torch.minimum(torch.maximum(root, loj), hij)
+    miss = float("nan") if early_only else -B_out
+    u = torch.where(any_hit, u, torch.full_like(u, miss))
+    f_start = b + 0.0 - B_out - leak * B_in  # f(B_in): V(t_start) − theta (nothing arrived)
+    return torch.where(f_start >= 0, torch.full_like(u, B_in), u)
