@@ -321,12 +321,15 @@ def to_graph(
     shape the model rejects raises :class:`CalibrationError`.
     """
     try:
-        ShapeProp(gm).propagate(sample)
+        with torch.no_grad():
+            gm(sample)  # a plain run first: ShapeProp would print its own traceback
     except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CalibrationError(
             f"the model rejects inputs of shape {tuple(sample.shape)} "
-            f"({type(exc).__name__}: {exc}); check the calibration data's shape and dtype"
+            f"({type(exc).__name__}: {first}); check the calibration data's shape and dtype"
         ) from exc
+    ShapeProp(gm).propagate(sample)
 
     modules = dict(gm.named_modules())
     graph = Graph()
