@@ -261,10 +261,12 @@ def plot_histograms(
     path: str | os.PathLike[str] | None = None,
     *,
     bins: int = 50,
+    log: bool = True,
     title: str | None = None,
 ) -> Figure:
     """Per-layer histograms of the spike times of every neuron over all simulated samples
-    (silent neurons are counted in the panel title), each layer's window shaded."""
+    (silent neurons are counted in the panel title), each layer's window shaded. ``log``:
+    logarithmic counts (model A's zero activations pile up at ``t_max``)."""
     if not sim.spike_times:
         raise ValueError("the simulation did not record spike times (use record=True)")
     n_layers = len(sim.spike_times)
@@ -280,12 +282,12 @@ def plot_histograms(
         fin = tt[torch.isfinite(tt)]
         ax.axvspan(lo, hi, color=_COLORS[k % len(_COLORS)], alpha=0.15, lw=0)
         if fin.numel():
-            ax.hist(fin.numpy(), bins=bins, color=_COLORS[k % len(_COLORS)])
+            ax.hist(fin.numpy(), bins=bins, color=_COLORS[k % len(_COLORS)], log=log)
         silent = tt.numel() - fin.numel()
         ax.set_title(f"{name} [{lo:.3g}, {hi:.3g}]" + (f", {silent} silent" if silent else ""),
                      fontsize=9)
         ax.set_xlabel(_TIME)
-        ax.set_ylabel("spikes")
+        ax.set_ylabel("spikes (log scale)" if log else "spikes")
     for ax in axes[n_layers:]:
         ax.set_visible(False)
     samples = int(sim.spike_times[0].shape[0])

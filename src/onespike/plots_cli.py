@@ -262,15 +262,16 @@ def trace_cmd(sample: int, layer: str | None, neurons: str | None, out: str,
 @_source_options(default_samples=200)
 @click.option("--bins", type=click.IntRange(min=1), default=50, show_default=True,
               help="Histogram bins per layer.")
+@click.option("--linear", is_flag=True, help="Linear instead of logarithmic counts.")
 @_engine_options
 @_out_option("hist.png")
-def hist_cmd(bins: int, out: str, **opts: Any) -> None:
+def hist_cmd(bins: int, linear: bool, out: str, **opts: Any) -> None:
     """Per-layer spike-time histograms over --samples inputs."""
     from .plots import plot_histograms
 
     src = _source(opts)
     sim = _simulate(src, opts, src.images)
-    plot_histograms(sim, out, bins=bins)
+    plot_histograms(sim, out, bins=bins, log=not linear)
     click.echo(f"{src.description}\nwrote {out}")
 
 
