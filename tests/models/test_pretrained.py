@@ -39,7 +39,9 @@ def test_digits_accuracy() -> None:
     assert acc == pytest.approx(pretrained_info("digits_cnn")["test_accuracy"], abs=1e-6)
 
 
-@pytest.mark.parametrize("name", ["mlp_fmnist", "lenet5_fmnist", "vgg_fmnist"])
+@pytest.mark.parametrize(
+    "name", ["mlp_fmnist", "lenet5_fmnist", pytest.param("vgg_fmnist", marks=pytest.mark.slow)]
+)
 def test_fashion_mnist_accuracy(name: str) -> None:
     """Full 10,000-image test split: matches the training record (VGG ≥ 92 %)."""
     model = load_pretrained(name)
