@@ -7,6 +7,7 @@ certificate and (optionally) the spike / synaptic-event counts of :func:`onespik
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -107,7 +108,8 @@ def evaluate(
         snn: the spiking network.
         images: model inputs, shape ``(N, *snn.input_shape)``.
         labels: class labels ``(N,)`` (−1 or None: unlabelled, accuracies are None).
-        model: the original ReLU model; without it the folded ReLU network inside ``snn``
+        model: the original ReLU model, run in the spiking network's dtype and device (on a
+            copy); without it the folded ReLU network inside ``snn``
             (:meth:`SpikingNetwork.reference`) gives the ReLU logits.
         engine: ``"event"`` (exact dynamics) or ``"closed"``.
         batch_size: samples per batch.
@@ -124,9 +126,10 @@ def evaluate(
         raise ValueError("no samples to evaluate")
     model_dtype = None
     if model is not None:
-        model.eval()
-        model_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
-                           None)
+        # the ReLU network in the spiking network's precision (a copy: the user's model is
+        # left as it is), so that the comparison measures the mapping, not float32 rounding
+        model = copy.deepcopy(model).eval().to(device=snn.device, dtype=snn.dtype)
+        model_dtype = snn.dtype
     correct_relu = correct_snn = agree = 0
     labelled = labels is not None and bool((labels >= 0).all())
     max_diff = 0.0
