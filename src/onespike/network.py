@@ -153,7 +153,8 @@ class SpikingNetwork(nn.Module):
             from .engines.clock import simulate_clock
 
             return simulate_clock(self, x, clip=clip, record=record, chunk_size=chunk_size,
-                                  perturbation=perturbation, **engine_options)
+                                  perturbation=perturbation, max_memory=max_memory,
+                                  progress=progress, **engine_options)
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {(*ENGINES, 'clock')}, got {engine!r}")
         if engine_options:
