@@ -27,7 +27,7 @@ __all__ = ["PLUGIN_COMMANDS", "OnespikeGroup", "main"]
 #: Subcommand name → ``module:attribute`` of a click command, imported only when used.
 PLUGIN_COMMANDS: dict[str, str] = {
     "plot": "onespike.plots_cli:cli",
-    "robustness": "onespike.robustness:cli",
+    "robustness": "onespike.plots_cli:robustness",
     "bench": "onespike.bench:cli",
 }
 

@@ -391,11 +391,3 @@ def sweep(
     active_base = base if base is not None and base.active else None
     return RobustnessResult(knob, points, n, snn.neuron, engine, acc(ref_pred), active_base)
 
-
-def __getattr__(name: str) -> Any:
-    """``cli``: the ``onespike robustness`` click command (defined in :mod:`plots_cli`)."""
-    if name == "cli":
-        from .plots_cli import robustness as command
-
-        return command
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
