@@ -112,6 +112,8 @@ class SpikingLayer(nn.Module):
             self.register_buffer("G", torch.ones_like(b))
             self.register_buffer("theta", self.B - b)
         self._wpos32: Tensor | None = None
+        self._threshold32: Tensor | None = None  # certificate threshold (engines.common)
+        self._cache_owner: tuple[int, int, int, int, float] | None = None
 
     # -- windows -----------------------------------------------------------------------------
     @property
@@ -150,13 +152,19 @@ class SpikingLayer(nn.Module):
         g = self.G.reshape(*self.out_shape, *([1] * (self.weight.dim() - 1)))
         return g * w
 
+    def _cache_key(self) -> tuple[int, int, int, int, float]:
+        """Changes whenever weight or bias is replaced or modified in place."""
+        return (self.weight.data_ptr(), self.weight._version, self.bias.data_ptr(),
+                self.bias._version, self.B)
+
     def positive_weight32(self) -> Tensor:
         """``max(W, 0)`` in float32 (cached), for the certificate's cheap upper bound."""
-        w = self._wpos32
-        if w is None or w.device != self.weight.device:
-            w = self.weight.clamp_min(0).to(torch.float32)
-            self._wpos32 = w
-        return w
+        key = self._cache_key()
+        if self._wpos32 is None or self._cache_owner != key:
+            self._wpos32 = self.weight.clamp_min(0).to(torch.float32)
+            self._threshold32 = None
+            self._cache_owner = key
+        return self._wpos32
 
     @property
     def num_neurons(self) -> int:
@@ -167,6 +175,7 @@ class SpikingLayer(nn.Module):
 
     def _apply(self, fn: Any, recurse: bool = True) -> SpikingLayer:  # keep caches coherent
         self._wpos32 = None
+        self._threshold32 = None
         return super()._apply(fn, recurse)
 
     def describe(self) -> dict[str, Any]:

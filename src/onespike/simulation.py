@@ -124,7 +124,7 @@ def simulate_values(
     for i, layer in enumerate(hidden):
         v_in = layer.routed(v)
         gain = gains[i] if gains else None
-        step = (event_hidden(layer, v_in, gain) if engine == "event"
+        step = (event_hidden(layer, v_in, gain, perturbed=perturb) if engine == "event"
                 else closed_hidden(layer, v_in, certify=certify))
         v = step.values
         if perturb:

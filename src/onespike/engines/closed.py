@@ -22,7 +22,8 @@ def closed_hidden(layer: SpikingLayer, v_in: Tensor, *, certify: bool = True) ->
     x = v_in.clamp_min(0.0)
     z = layer.affine(x)
     if certify and layer.neuron == "alpha":
-        return model_a_step(layer, x.clamp(max=layer.B_in), z, use_exact=False)
+        return model_a_step(layer, x.clamp(max=layer.B_in), z, use_exact=False,
+                            late_possible=False)
     zero = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
     sat = _per_sample(z > layer.B) if certify else zero
     if layer.neuron == "alpha":

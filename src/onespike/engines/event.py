@@ -24,14 +24,17 @@ from .common import LayerStep, _per_sample, model_a_step
 __all__ = ["event_hidden", "event_readout"]
 
 
-def event_hidden(layer: SpikingLayer, v_in: Tensor, gain: Tensor | None = None) -> LayerStep:
+def event_hidden(
+    layer: SpikingLayer, v_in: Tensor, gain: Tensor | None = None, *, perturbed: bool = True
+) -> LayerStep:
     """One hidden layer: ``v_in`` are the routed input values; returns output values.
-    ``gain``: optional per-neuron factor on ``alpha`` (model A robustness studies)."""
+    ``gain``: optional per-neuron factor on ``alpha`` (model A robustness studies);
+    ``perturbed=False`` promises that no input arrives after ``t_min``."""
     aff = layer.affine
     if layer.neuron == "alpha":
         x = v_in.clamp(max=layer.B_in)
         z = aff(x)
-        return model_a_step(layer, x, z, use_exact=True, gain=gain)
+        return model_a_step(layer, x, z, use_exact=True, gain=gain, late_possible=perturbed)
     # model B: silent inputs (−inf) and late inputs contribute nothing before t_min
     x = v_in.clamp(0.0, layer.B_in)
     z = aff(x)
