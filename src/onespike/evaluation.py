@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -75,19 +75,6 @@ def check_input_shape(snn: SpikingNetwork, shape: tuple[int, ...], what: str) ->
             f"{what} has samples of shape {tuple(shape)} but the network expects "
             f"{tuple(snn.input_shape)}; use the data set the model was built for"
         )
-
-
-def _merge_stats(parts: list[Stats]) -> Stats:
-    total = sum(p.samples for p in parts)
-    layers = []
-    for i, first in enumerate(parts[0].layers):
-        def mean(field: str, i: int = i) -> float:
-            return sum(getattr(p.layers[i], field) * p.samples for p in parts) / max(total, 1)
-
-        layers.append(replace(first, spikes=mean("spikes"),
-                              spikes_per_neuron=mean("spikes_per_neuron"),
-                              routed_spikes=mean("routed_spikes"), events=mean("events")))
-    return replace(parts[0], layers=layers, samples=total)
 
 
 def evaluate(
@@ -171,6 +158,6 @@ def evaluate(
         relu_source=RELU_FROM_MODEL if model is not None else RELU_FROM_SNN,
         engine=engine,
         certificate=Certificate.merge(certs),
-        stats=_merge_stats(stats) if stats else None,
+        stats=Stats.merge(stats) if stats else None,
         snn_seconds=seconds,
     )
