@@ -1,0 +1,65 @@
+#!/usr/bin/env python
+"""Where the event engine's time goes: cProfile of one batch on a benchmark model.
+
+    python benchmarks/profile_event.py --model vgg16_cifar --batch 8 --dtype float64
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import sys
+import time
+from pathlib import Path
+
+import click
+import torch
+
+try:
+    import onespike
+except ImportError:  # source checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    import onespike
+from onespike.bench import BENCH_MODELS, DTYPES, bench_data, build_model
+
+
+@click.command()
+@click.option("--model", default="vgg16_cifar", type=click.Choice(list(BENCH_MODELS)),
+              show_default=True)
+@click.option("--batch", default=8, show_default=True)
+@click.option("--dtype", default="float64", type=click.Choice(list(DTYPES)), show_default=True)
+@click.option("--engine", default="event", show_default=True)
+@click.option("--calib", default=1000, show_default=True, help="Calibration images.")
+@click.option("--threads", default=1, show_default=True)
+@click.option("--top", default=25, show_default=True)
+def main(model: str, batch: int, dtype: str, engine: str, calib: int, threads: int,
+         top: int) -> None:
+    torch.set_num_threads(threads)
+    spec = BENCH_MODELS[model]
+    net, weights = build_model(spec)
+    x, cal, _ = bench_data(spec, batch, calib)
+    snn = onespike.convert(net, list(cal.split(100)), dtype=DTYPES[dtype], progress=False)
+    snn.simulate(x[:1], engine="closed", record=False, certify=False)  # warm-up
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    res = snn.simulate(x, engine=engine, record=False)
+    prof.disable()
+    wall = time.perf_counter() - t0
+    cert = res.certificate
+    print(f"{spec.label} ({weights}), {dtype}, batch {batch}, engine {engine}: {wall:.2f} s "
+          f"({wall / batch * 1e3:.0f} ms/image, {torch.get_num_threads()} thread(s)); checked "
+          f"{sum(cert.checked)}/{sum(cert.neurons)} neurons "
+          f"({100 * sum(cert.checked) / sum(cert.neurons):.2f}%)")
+    for name, c, n in zip(cert.layers, cert.checked, cert.neurons):
+        print(f"  {name:<8} checked {c:>8}/{n:<8} ({100 * c / n:5.1f}%)")
+    for key in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(top)
+        print(f"\n== top {top} by {key} ==")
+        print("\n".join(ln for ln in buf.getvalue().splitlines()[6:] if ln.strip()))
+
+
+if __name__ == "__main__":
+    main()
