@@ -53,7 +53,8 @@ def test_structure(quick: tuple[dict, str, float]) -> None:
         assert r["status"] == "ok", r
         assert r["per_image_s"] > 0 and len(r["samples_s"]) >= 1
         assert r["peak_mib"] >= 0 and r["memory_method"]
-        assert r["ratio_to_relu"] > 0
+        assert r["ratio_to_relu"] > 0 and r["cpu_ratio_to_relu"] > 0
+        assert r["per_image_cpu_s"] > 0 and len(r["cpu_samples_s"]) == len(r["samples_s"])
         if r["engine"] in ("closed-cert", "event"):
             assert 0 <= r["checked_fraction"] <= 1
             assert len(r["checked_per_layer"]) >= 1
@@ -79,7 +80,8 @@ def test_engines_agree_with_relu(quick: tuple[dict, str, float]) -> None:
 def test_markdown(quick: tuple[dict, str, float]) -> None:
     data, md, _ = quick
     assert md == to_markdown(data)
-    assert "## Time per image" in md and "## Peak memory" in md
+    assert "## Wall time per image" in md and "## CPU time per image" in md
+    assert "## Peak memory" in md
     assert "tiny MLP" in md and "tiny CNN" in md
     assert "float64 agreement checks passed" in md
 

@@ -417,11 +417,12 @@ def _measure_first_run(job: dict[str, Any]) -> dict[str, Any]:
     trimmed = release_free_memory()
     peak = PeakRSS()
     peak.start()
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     out, cert = run()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     extra = peak.stop()
-    res = {"first_run_s": elapsed, "peak_bytes": extra, "baseline_bytes": peak.base,
+    res = {"first_run_s": elapsed, "first_run_cpu_s": cpu, "peak_bytes": extra,
+           "baseline_bytes": peak.base,
            "memory_method": peak.method + (" after malloc_trim" if trimmed else ""),
            "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     res.update(_outcome(job["engine"], job["dtype"], out, cert, ref))
@@ -481,16 +482,17 @@ def run_in_child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 def _measure_in_process(job: dict[str, Any], run: Runner, ref: Tensor) -> dict[str, Any]:
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     out, cert = run()
-    res = {"first_run_s": time.perf_counter() - t0}
+    res = {"first_run_s": time.perf_counter() - t0, "first_run_cpu_s": time.process_time() - c0}
     res.update(_outcome(job["engine"], job["dtype"], out, cert, ref))
     return res
 
 
 def _time_group(runners: dict[str, Runner], first: dict[str, float], *, repeats: int,
                 budget: float) -> dict[str, dict[str, Any]]:
-    """Warm up, then time the engines round-robin; returns per engine the samples (s/call)."""
+    """Warm up, then time the engines round-robin; returns per engine the wall-clock and the
+    CPU-time (``time.process_time``) samples, in seconds per call."""
     number: dict[str, int] = {}
     for engine, run in runners.items():
         t_first = first[engine]
@@ -501,18 +503,21 @@ def _time_group(runners: dict[str, Runner], first: dict[str, float], *, repeats:
         number[engine] = 1 if t_first >= _MIN_SAMPLE_S else \
             min(1000, max(1, math.ceil(_MIN_SAMPLE_S / max(t_first, 1e-6))))
     samples: dict[str, list[float]] = {e: [] for e in runners}
+    cpu: dict[str, list[float]] = {e: [] for e in runners}
     spent = dict.fromkeys(runners, 0.0)
     for _ in range(repeats):
         for engine, run in runners.items():
             if samples[engine] and spent[engine] >= budget:
                 continue
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             for _ in range(number[engine]):
                 run()
-            dt = time.perf_counter() - t0
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
             spent[engine] += dt
             samples[engine].append(dt / number[engine])
-    return {e: {"samples_s": samples[e], "calls_per_sample": number[e]} for e in runners}
+            cpu[engine].append(dc / number[engine])
+    return {e: {"samples_s": samples[e], "cpu_samples_s": cpu[e],
+                "calls_per_sample": number[e]} for e in runners}
 
 
 # -- the benchmark ---------------------------------------------------------------------------
@@ -782,7 +787,8 @@ def _run_benchmark(
                         if row.get("status") != "ok":
                             continue
                         if row["first_run_s"] > budget:
-                            row.update(samples_s=[row["first_run_s"]], calls_per_sample=1,
+                            row.update(samples_s=[row["first_run_s"]],
+                                       cpu_samples_s=[row["first_run_cpu_s"]], calls_per_sample=1,
                                        single=True)
                             continue
                         obj = relu_model if engine == "relu" else snn
@@ -806,11 +812,15 @@ def _run_benchmark(
                         med = statistics.median(row["samples_s"])
                         row["run_s"] = med
                         row["per_image_s"] = med / b
+                        row["per_image_cpu_s"] = statistics.median(row["cpu_samples_s"]) / b
                         per_image[engine] = med / b
-                    base = group["relu"].get("per_image_s") if "relu" in group else None
+                    relu = group.get("relu", {})
+                    base, base_cpu = relu.get("per_image_s"), relu.get("per_image_cpu_s")
                     for row in group.values():
                         if row.get("per_image_s") is not None and base:
                             row["ratio_to_relu"] = row["per_image_s"] / base
+                        if row.get("per_image_cpu_s") is not None and base_cpu:
+                            row["cpu_ratio_to_relu"] = row["per_image_cpu_s"] / base_cpu
                     say(_group_line(key, dname, b, group))
             del snns, relu_model
             gc.collect()
@@ -849,29 +859,32 @@ def _group_line(key: str, dname: str, b: int, group: dict[str, dict[str, Any]]) 
 
 def _scaling(model_rows: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-image time against batch size, and VGG-16 64×64 against 32×32."""
-    by_batch: dict[str, Any] = {}
-    for r in rows:
-        if r.get("per_image_s") is None:
-            continue
-        d = by_batch.setdefault(r["model"], {}).setdefault(r["dtype"], {}) \
-            .setdefault(r["engine"], {})
-        d[str(r["batch"])] = r["per_image_s"]
+    tables: dict[str, dict[str, Any]] = {"per_image_s": {}, "per_image_cpu_s": {}}
+    for what, by_batch in tables.items():
+        for r in rows:
+            if r.get(what) is None:
+                continue
+            d = by_batch.setdefault(r["model"], {}).setdefault(r["dtype"], {}) \
+                .setdefault(r["engine"], {})
+            d[str(r["batch"])] = r[what]
     size: dict[str, Any] = {}
     macs = {m["model"]: m["relu_macs"] for m in model_rows}
+    by_batch = tables["per_image_s"]
     if "vgg16_cifar" in by_batch and "vgg16_cifar64" in by_batch:
         size = {"models": ["vgg16_cifar", "vgg16_cifar64"],
                 "mac_ratio": (macs["vgg16_cifar64"] / macs["vgg16_cifar"]
-                              if macs.get("vgg16_cifar") else None),
-                "time_ratio": {}}
-        small, large = by_batch["vgg16_cifar"], by_batch["vgg16_cifar64"]
-        for dname, engines in large.items():
-            for engine, bs in engines.items():
-                for b, t in bs.items():
-                    t0 = small.get(dname, {}).get(engine, {}).get(b)
-                    if t0:
-                        size["time_ratio"].setdefault(dname, {}).setdefault(engine, {})[b] = \
-                            t / t0
-    return {"per_image_s_by_batch": by_batch, "vgg16_64_over_32": size}
+                              if macs.get("vgg16_cifar") else None)}
+        for what, key in (("per_image_s", "time_ratio"), ("per_image_cpu_s", "cpu_time_ratio")):
+            size[key] = {}
+            small, large = tables[what]["vgg16_cifar"], tables[what]["vgg16_cifar64"]
+            for dname, engines in large.items():
+                for engine, bs in engines.items():
+                    for b, t in bs.items():
+                        t0 = small.get(dname, {}).get(engine, {}).get(b)
+                        if t0:
+                            size[key].setdefault(dname, {}).setdefault(engine, {})[b] = t / t0
+    return {"per_image_s_by_batch": tables["per_image_s"],
+            "per_image_cpu_s_by_batch": tables["per_image_cpu_s"], "vgg16_64_over_32": size}
 
 
 # -- reporting -------------------------------------------------------------------------------
@@ -882,17 +895,19 @@ def _fmt_ms(s: float) -> str:
     return f"{ms:.3g}"
 
 
-def _cell_time(r: dict[str, Any] | None) -> str:
+def _cell_time(r: dict[str, Any] | None, cpu: bool = False) -> str:
     if r is None:
         return "–"
     if r.get("status") == "skipped":
         est = r.get("estimate_s")
         return f"skipped (est. {est:.0f} s/run)" if est is not None else "skipped"
-    if r.get("status") != "ok" or r.get("per_image_s") is None:
+    key, ratio = ("per_image_cpu_s", "cpu_ratio_to_relu") if cpu else \
+        ("per_image_s", "ratio_to_relu")
+    if r.get("status") != "ok" or r.get(key) is None:
         return "n/a"
-    text = _fmt_ms(r["per_image_s"])
-    if r["engine"] != "relu" and r.get("ratio_to_relu") is not None:
-        text += f" (×{r['ratio_to_relu']:.3g})"
+    text = _fmt_ms(r[key])
+    if r["engine"] != "relu" and r.get(ratio) is not None:
+        text += f" (×{r[ratio]:.3g})"
     if r.get("single"):
         text += " ¹"
     return text
@@ -924,7 +939,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"{_fmt_load(m.get('load_average_end'))}. Total time {results['elapsed_s'] / 60:.1f} "
         "min.\n")
     out.append(
-        f"Per-image wall time = median over up to {s['repeats']} round-robin runs after "
+        f"Per-image time = median over up to {s['repeats']} round-robin runs after "
         f"warm-up (at most {s['budget_s']:g} s of runs per configuration), divided by the batch "
         "size; (×r) = ratio to the ReLU forward of the same model, dtype and batch in the same "
         "run. ¹ = single run (it took longer than the budget). Configurations estimated to take "
@@ -944,15 +959,22 @@ def to_markdown(results: dict[str, Any]) -> str:
     out.append("")
     index = {(r["model"], r["dtype"], r["batch"], r["engine"]): r for r in results["results"]}
     labels = {mr["model"]: mr["label"] for mr in results["models"]}
-    out.append("## Time per image (ms), ratio to the ReLU forward\n")
-    out.append("| model | dtype | batch | " + " | ".join(names[e] for e in engines) + " |")
-    out.append("|---|---|---:|" + "---:|" * len(engines))
-    for key in s["models"]:
-        for dname in s["dtypes"]:
-            for b in s["batches"]:
-                cells = [_cell_time(index.get((key, dname, b, e))) for e in engines]
-                out.append(f"| {labels[key]} | {dname} | {b} | " + " | ".join(cells) + " |")
-    out.append("")
+    for cpu in (False, True):
+        if cpu:
+            out.append("## CPU time per image (ms), ratio to the ReLU forward\n")
+            out.append("The same runs measured with `time.process_time` (the CPU time of the "
+                       "process: with one thread, insensitive to the time other jobs hold the "
+                       "cores).\n")
+        else:
+            out.append("## Wall time per image (ms), ratio to the ReLU forward\n")
+        out.append("| model | dtype | batch | " + " | ".join(names[e] for e in engines) + " |")
+        out.append("|---|---|---:|" + "---:|" * len(engines))
+        for key in s["models"]:
+            for dname in s["dtypes"]:
+                for b in s["batches"]:
+                    cells = [_cell_time(index.get((key, dname, b, e)), cpu) for e in engines]
+                    out.append(f"| {labels[key]} | {dname} | {b} | " + " | ".join(cells) + " |")
+        out.append("")
     if s.get("memory", True):
         out.append("## Peak memory above the loaded network (MiB)\n")
         out.append("| model | dtype | batch | " + " | ".join(names[e] for e in engines) + " |")
@@ -967,7 +989,8 @@ def to_markdown(results: dict[str, Any]) -> str:
     out.append("Checked = fraction of hidden neurons the cheap certificate could not clear, "
                "whose first crossing was computed exactly (the clock engine simulates every "
                "neuron). Error = max |output − float64 ReLU logits| / max |logit| over the "
-               "largest batch measured.\n")
+               "largest batch measured (clock: also the fraction of images whose class agrees "
+               "with the ReLU network's).\n")
     cert_engines = [e for e in engines if e != "relu"]
     out.append("| model | dtype | " + " | ".join(
         f"{names[e]}: checked / error" for e in cert_engines) + " | certificate |")
@@ -986,6 +1009,8 @@ def to_markdown(results: dict[str, Any]) -> str:
                 frac = r.get("checked_fraction")
                 text = (f"{100 * frac:.3g}%" if frac is not None else "–") + \
                     f" / {r['max_rel_err']:.1e}"
+                if e == "clock" and r.get("predictions_agree") is not None:
+                    text += f", argmax agrees {100 * r['predictions_agree']:.0f}%"
                 if r.get("agrees") is False:
                     text += " **FAIL**"
                 cells.append(text)
@@ -999,15 +1024,20 @@ def to_markdown(results: dict[str, Any]) -> str:
     if size.get("time_ratio"):
         out.append("## Network size: VGG-16 64×64 over 32×32 (per-image time ratio)\n")
         mac = size.get("mac_ratio")
-        out.append(f"MAC ratio {mac:.2f}.\n" if mac else "")
-        bs = sorted({int(b) for d in size["time_ratio"].values() for e in d.values() for b in e})
+        out.append((f"MAC ratio {mac:.2f}. " if mac else "") + "Cells: wall-time ratio / "
+                   "CPU-time ratio.\n")
+        wall, cpu_r = size["time_ratio"], size.get("cpu_time_ratio", {})
+        bs = sorted({int(b) for d in wall.values() for e in d.values() for b in e})
         out.append("| dtype | engine | " + " | ".join(f"batch {b}" for b in bs) + " |")
         out.append("|---|---|" + "---:|" * len(bs))
-        for dname, es in size["time_ratio"].items():
+        for dname, es in wall.items():
             for e in engines:
                 if e in es:
+                    cs = cpu_r.get(dname, {}).get(e, {})
                     out.append(f"| {dname} | {names[e]} | " + " | ".join(
-                        f"{es[e][str(b)]:.2f}" if str(b) in es[e] else "–" for b in bs) + " |")
+                        (f"{es[e][str(b)]:.2f} / " + (f"{cs[str(b)]:.2f}" if str(b) in cs
+                                                      else "–"))
+                        if str(b) in es[e] else "–" for b in bs) + " |")
         out.append("")
     checks = results["checks"]
     out.append("## Checks\n")
