@@ -184,20 +184,7 @@ class SpikingNetwork(nn.Module):
                 outs.append(out)
                 recs.append(times)
                 certs.append(cert)
-        spike_times = [torch.cat([r[i] for r in recs]) for i in range(len(recs[0]))] if record \
-            else []
-        names = ["input"] + [ly.name for ly in self.hidden_layers]
-        windows = [(0.0, 1.0)] + [(ly.t_min, ly.t_max) for ly in self.hidden_layers]
-        return SimulationResult(
-            output=torch.cat(outs),
-            spike_times=spike_times,
-            layer_names=names if record else [],
-            windows=windows if record else [],
-            certificate=Certificate.merge(certs),
-            engine=engine,
-            neuron=self.neuron,
-            latency=self.latency,
-        )
+        return SimulationResult.from_chunks(self, outs, recs, certs, engine, record)
 
     def reference(self, x: Tensor, *, clip: bool = False) -> list[Tensor]:
         """The folded ReLU network on ``x``: every hidden layer's activation, then the logits

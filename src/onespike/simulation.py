@@ -50,6 +50,33 @@ class SimulationResult:
             out.append(torch.where(torch.isfinite(t), v, torch.zeros_like(v)))
         return out
 
+    @classmethod
+    def from_chunks(
+        cls,
+        network: SpikingNetwork,
+        outs: list[Tensor],
+        recs: list[list[Tensor]],
+        certs: list[Certificate],
+        engine: str,
+        record: bool,
+        extras: dict[str, object] | None = None,
+    ) -> SimulationResult:
+        """Concatenate the per-chunk outputs, recorded spike times and certificates."""
+        hidden = network.hidden_layers
+        spike_times = ([torch.cat([r[i] for r in recs]) for i in range(len(recs[0]))]
+                       if record else [])
+        return cls(
+            output=torch.cat(outs),
+            spike_times=spike_times,
+            layer_names=["input"] + [ly.name for ly in hidden] if record else [],
+            windows=[(0.0, 1.0)] + [(ly.t_min, ly.t_max) for ly in hidden] if record else [],
+            certificate=Certificate.merge(certs),
+            engine=engine,
+            neuron=network.neuron,
+            latency=network.latency,
+            extras=dict(extras or {}),
+        )
+
     @property
     def predictions(self) -> Tensor:
         return self.output.reshape(self.output.shape[0], -1).argmax(dim=1)

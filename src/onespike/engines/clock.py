@@ -339,23 +339,9 @@ def simulate_clock(
             outs.append(out)
             recs.append(times)
             certs.append(cert)
-    spike_times = ([torch.cat([r[i] for r in recs]) for i in range(len(recs[0]))]
-                   if record else [])
-    hidden = network.hidden_layers
-    names = ["input"] + [ly.name for ly in hidden]
-    windows = [(0.0, 1.0)] + [(ly.t_min, ly.t_max) for ly in hidden]
-    return SimulationResult(
-        output=torch.cat(outs),
-        spike_times=spike_times,
-        layer_names=names if record else [],
-        windows=windows if record else [],
-        certificate=Certificate.merge(certs),
-        engine="clock",
-        neuron=network.neuron,
-        latency=network.latency,
-        extras={
-            "steps": [g.numel() - 1 for g in grids],
-            "dt": [float(g[1] - g[0]) for g in grids],
-            "grid": grids,
-        },
-    )
+    extras = {
+        "steps": [g.numel() - 1 for g in grids],
+        "dt": [float(g[1] - g[0]) for g in grids],
+        "grid": grids,
+    }
+    return SimulationResult.from_chunks(network, outs, recs, certs, "clock", record, extras)
