@@ -22,6 +22,7 @@ Readout (last layer, does not spike): ``J = W``, ``alpha_i = b_i / B_in``; its p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -111,8 +112,8 @@ class SpikingLayer(nn.Module):
             self.register_buffer("alpha", torch.zeros_like(b))
             self.register_buffer("G", torch.ones_like(b))
             self.register_buffer("theta", self.B - b)
-        self._wpos32: Tensor | None = None
-        self._threshold32: Tensor | None = None  # certificate threshold (engines.common)
+        # tensors derived from weight/bias/B for the certificates (engines.bounds)
+        self._derived: dict[str, Tensor] = {}
         self._cache_owner: tuple[int, int, int, int, float] | None = None
 
     # -- windows -----------------------------------------------------------------------------
@@ -157,14 +158,22 @@ class SpikingLayer(nn.Module):
         return (self.weight.data_ptr(), self.weight._version, self.bias.data_ptr(),
                 self.bias._version, self.B)
 
+    def derived(self, name: str, make: Callable[[], Tensor]) -> Tensor:
+        """A tensor computed from ``weight``/``bias``/``B`` by ``make`` (e.g. the float32
+        weights of the certificates), cached under ``name`` until any of them changes."""
+        key = self._cache_key()
+        if self._cache_owner != key:
+            self._derived = {}
+            self._cache_owner = key
+        t = self._derived.get(name)
+        if t is None:
+            t = make()
+            self._derived[name] = t
+        return t
+
     def positive_weight32(self) -> Tensor:
         """``max(W, 0)`` in float32 (cached), for the certificate's cheap upper bound."""
-        key = self._cache_key()
-        if self._wpos32 is None or self._cache_owner != key:
-            self._wpos32 = self.weight.clamp_min(0).to(torch.float32)
-            self._threshold32 = None
-            self._cache_owner = key
-        return self._wpos32
+        return self.derived("wpos32", lambda: self.weight.clamp_min(0).to(torch.float32))
 
     @property
     def num_neurons(self) -> int:
@@ -174,8 +183,8 @@ class SpikingLayer(nn.Module):
         return n
 
     def _apply(self, fn: Any, recurse: bool = True) -> SpikingLayer:  # keep caches coherent
-        self._wpos32 = None
-        self._threshold32 = None
+        self._derived = {}
+        self._cache_owner = None
         return super()._apply(fn, recurse)
 
     def describe(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import onespike
-from onespike.engines import common
+from onespike.engines import bounds, common
 
 
 def conv_net() -> nn.Module:
@@ -49,7 +49,7 @@ def test_fan_in_min_matches_gathered_patches() -> None:
     v = snn.encode(x)
     for layer in snn.hidden_layers:
         xin = layer.routed(v) - 0.3
-        mins = common._fan_in_min(layer, xin)
+        mins = bounds._fan_in_min(layer, xin)
         index = torch.arange(mins.numel())
         xs, _ = layer.affine.gather(xin, index, fill=float("inf"))
         assert torch.allclose(mins.reshape(-1), xs.amin(dim=1))

@@ -1,4 +1,5 @@
-"""Shared pieces of the engines: the per-layer step result and the model-A certificate pass."""
+"""Shared pieces of the engines: the per-layer step result and the model-A step (certificates,
+then the exact first crossing of the neurons they do not cover)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import torch
 from torch import Tensor
 
 from ..layers import SpikingLayer
+from .bounds import certify_drive, certify_grid, certify_model_a
 from .crossing import first_crossing_sorted
 
-__all__ = ["LayerStep", "certify_model_a", "exact_values"]
+__all__ = ["LayerStep", "exact_values", "model_a_step"]
 
-_U32 = 2.0**-24
+# Fraction of a layer's neurons the drive certificate must miss before the grid certificate
+# runs (below it, the exact walk of the missed neurons is cheaper than its convolutions).
+GRID_MIN_FRACTION = 1 / 256
 # Elements gathered per chunk of the exact path (M × fan-in); bounds its memory.
 GATHER_ELEMENTS = 1 << 21
 
@@ -37,111 +41,6 @@ def _per_sample(mask: Tensor) -> Tensor:
     if not bool(mask.any()):
         return torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
     return mask.reshape(mask.shape[0], -1).sum(dim=1)
-
-
-def drive_threshold32(layer: SpikingLayer, bias: Tensor | None = None) -> Tensor:
-    """float32 map ``T`` with: ``d̂ < T`` ⇒ ``b + d < B`` for the float32-computed excitatory
-    drive ``d̂`` of the exact ``d = Σ_j W⁺_ij x_j`` (non-negative terms, so
-    ``d ≤ d̂·(1 + 2γ)`` with ``γ = (K + 2)·2⁻²⁴``). ``T = (B − b)/(1 + 2γ)`` rounded down to
-    float32. Cached per layer for the unperturbed bias."""
-    layer.positive_weight32()  # validates the layer's caches
-    if bias is None and layer._threshold32 is not None:
-        return layer._threshold32
-    b = layer.bias if bias is None else bias
-    gamma = (layer.affine.fan_in + 2) * _U32
-    if b.dtype == torch.float32:
-        gamma *= 2.0  # b and B themselves are then only float32
-    exact = ((layer.B - b.to(torch.float64)) / (1.0 + 2.0 * gamma))
-    t32 = exact.to(torch.float32)
-    t32 = torch.where(t32.to(torch.float64) > exact,
-                      torch.nextafter(t32, torch.full_like(t32, float("-inf"))), t32)
-    if bias is None:
-        layer._threshold32 = t32
-    return t32
-
-
-def certify_model_a(
-    layer: SpikingLayer, x: Tensor, bias: Tensor | None = None, *, late_ok: bool = False
-) -> Tensor:
-    """Boolean map (B, *out_shape): neurons proven to spike at ``t_max − ReLU(z)``.
-
-    Certificate (design note §2): ``b_i + Σ_j W⁺_ij x_j < B`` ⇒ ``f_i(u) < 0`` for all
-    ``u ∈ [0, B_in]`` (no early spike). The excitatory sum is computed in float32 with a
-    rigorous rounding margin ``(K + 2)·2⁻²⁴·Σ``. ``bias`` replaces ``b`` (perturbed
-    dynamics).
-
-    Inputs arriving after ``t_min`` (``x_j < 0``, only under perturbations such as jitter) are
-    covered by :func:`certify_late` when ``late_ok``; otherwise such neurons are never
-    certified.
-    """
-    aff = layer.affine
-    ok = _certify_drive(layer, x, bias)
-    late = x < 0
-    if bool(late.any()):
-        if late_ok:
-            ok &= certify_late(layer, x, late)
-        else:
-            nz = (layer.weight != 0).to(x.dtype)
-            ok &= aff.linear(late.to(x.dtype), nz) == 0
-    return ok
-
-
-def _certify_drive(layer: SpikingLayer, x: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``b + Σ_j W⁺_ij x_j⁺ < B`` with the float32 drive (see :func:`drive_threshold32`)."""
-    x32 = x.to(torch.float32).clamp_min_(0.0)
-    return layer.affine.linear(x32, layer.positive_weight32()) < drive_threshold32(layer, bias)
-
-
-def _fan_in_min(layer: SpikingLayer, x: Tensor) -> Tensor:
-    """``min_j x_j`` over each neuron's receptive field (zero padding excluded), shape
-    (B, *out_shape)."""
-    if layer.kind == "linear":
-        m = x.reshape(x.shape[0], -1).amin(dim=1)
-        return m.reshape((-1,) + (1,) * len(layer.out_shape)).expand(x.shape[0],
-                                                                     *layer.out_shape)
-    g = layer.groups
-    bsz, c = x.shape[0], x.shape[1]
-    per_group = x.reshape(bsz, g, c // g, *x.shape[2:]).amin(dim=2)  # (B, G, *spatial)
-    pad: list[int] = []
-    for i in reversed(range(layer.dims)):
-        pad += [layer.pad[2 * i], layer.pad[2 * i + 1]]
-    neg = torch.nn.functional.pad(-per_group, pad, value=float("-inf"))
-    pool = (torch.nn.functional.max_pool1d if layer.dims == 1
-            else torch.nn.functional.max_pool2d)
-    kernel = tuple(layer.weight.shape[2:])
-    mins = -pool(neg, kernel, layer.stride, 0, layer.dilation)  # (B, G, *out_spatial)
-    c_out = layer.out_shape[0]
-    return mins.repeat_interleave(c_out // g, dim=1)
-
-
-def certify_late(layer: SpikingLayer, x: Tensor, late: Tensor) -> Tensor:
-    """Neurons whose inputs partly arrive after ``t_min`` and that provably spike at
-    ``t_max − ReLU(z)`` with ``z = b + Σ_j W_ij x_j`` (late inputs have ``x_j < 0``).
-
-    With ``A`` the inputs arrived by ``t_min`` and ``L`` the late ones, for ``u ≤ 0``
-    (design note §2)::
-
-        f(u) = (z_A − B) − (1 − S_L)·u + Σ_{j∈L} W_ij (x_j − u)⁺
-             ≤ g(u) = (z_A − B) − (1 − S_L)·u + Σ_{j∈L} W⁺_ij (x_j − u)⁺,
-
-    ``g`` is convex, so ``g < 0`` on ``[x_min, 0]`` iff it is negative at both ends; below
-    ``x_min`` every input has arrived and ``f(u) = z − B − u``. Together with the bound for
-    ``u ≥ 0`` this proves the spike is at ``u = z − B`` (or forced at ``t_max``). All sums in
-    float64, with a small safety margin.
-    """
-    aff = layer.affine
-    dt = x.dtype
-    lm = late.to(dt)
-    w_pos = layer.weight.clamp_min(0)
-    z_a = aff(x.clamp_min(0))  # b + Σ_A W x
-    s_late = aff.linear(lm, layer.weight)  # S_L
-    x_late = x * lm
-    x_min = _fan_in_min(layer, x)
-    excit = aff.linear(x_late, w_pos) - x_min * aff.linear(lm, w_pos)  # Σ_L W⁺ (x_j − x_min)
-    tol = 1e-9 * max(1.0, layer.B)
-    end0 = z_a - layer.B
-    end1 = end0 - x_min * (1.0 - s_late) + excit
-    return (end0 < -tol) & (end1 < -tol)
 
 
 def exact_values(
@@ -222,17 +121,26 @@ def model_a_step(
     which skips the checks for late inputs."""
     B = layer.B
     late = late_possible and bool((x < 0).any())
+    bias = leak = None
     if gain is not None:
         bias, leak = _perturbed(layer.bias, layer.S, gain, layer.B_in)
         z = z + (bias - layer.bias)
-        sat = _per_sample(z > B)
         ok = certify_model_a(layer, x, bias) & (leak > 0)
+    else:
+        ok = certify_model_a(layer, x, late_ok=True) if late else certify_drive(layer, x)
+    if not late:
+        missed = ok.numel() - int(ok.sum())
+        if missed > GRID_MIN_FRACTION * ok.numel():
+            grid_ok = certify_grid(layer, x, z, bias=bias, leak=leak, need=~ok)
+            ok |= grid_ok if leak is None else grid_ok & (leak > 0)
+    if gain is not None:
+        assert leak is not None
+        sat = _per_sample(z > B)
         slope = layer.S + leak
         safe = torch.where(slope > 0, slope, torch.ones_like(slope))
         values = torch.where(slope > 0, (B + (z - B) / safe).clamp_min(0), torch.zeros_like(z))
     else:
         sat = _per_sample(z > B) if float(z.max()) > B else _zeros(z)
-        ok = certify_model_a(layer, x, late_ok=True) if late else _certify_drive(layer, x)
         values = z.clamp_min_(0.0)
     if bool(ok.all()):
         return LayerStep(values, _zeros(values), sat, _zeros(values))

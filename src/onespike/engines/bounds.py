@@ -1,0 +1,332 @@
+"""Certificates: which model-A neurons provably fire at ``t_max − ReLU(z)``.
+
+For ``u = t_min(n) − t ∈ [0, B_in]`` and inputs ``x_j = t_min(n) − t_j ∈ [0, B_in]`` (design
+note §2)::
+
+    V_i(t) − theta_i = G_i · f_i(u),
+    f_i(u) = b_i + Σ_j W_ij (x_j − u)⁺ − (1 − S_i) u − B
+           = (z_i − B) − u + Σ_j W_ij (u − x_j)⁺            [(x − u)⁺ = x − u + (u − x)⁺]
+
+A neuron with ``f_i < 0`` on ``[0, B_in]`` does not fire before its window, so it fires at
+``t_max − ReLU(z_i)``. Three proofs of that, from cheap to less cheap:
+
+* :func:`certify_drive` — the design note's certificate ``b + Σ_j W⁺_ij x_j < B`` (one
+  float32 convolution/GEMM with the positive weights). On trained networks it certifies
+  (nearly) every neuron.
+* :func:`certify_grid` — for layers where the first bound misses many neurons (e.g. random
+  weights): ``f`` evaluated exactly at a few grid points ``0 = c_0 < c_1 < … < c_G <
+  c_{G+1} = B_in`` (one float32 convolution each) plus one convolution that bounds how far
+  ``f`` can rise between grid points. On ``[c_k, c_{k+1}]`` every term of ``f`` is linear
+  except those whose input ``x_j`` lies inside the interval: excitatory ones (``W > 0``) are
+  convex, so below their chord; inhibitory ones are concave and exceed their chord by at most
+  the "tent" ``|W⁻_ij| (x_j − c_k)(c_{k+1} − x_j)/(c_{k+1} − c_k)``. Hence::
+
+      max_[0, B_in] f_i  ≤  max_k f_i(c_k) + D_i,    D_i = Σ_j |W⁻_ij| T(x_j),
+
+  with ``T`` the tent of the grid interval containing ``x_j``, ``f_i(c_k) = z_i − B − c_k +
+  Σ_j W_ij (c_k − x_j)⁺`` and ``f_i(B_in) = b_i − B − (1 − S_i) B_in``.
+* :func:`certify_late` — inputs arriving after ``t_min`` (perturbations such as jitter).
+
+Neurons that no certificate covers get the exact first-crossing walk
+(:mod:`onespike.engines.crossing`). The float32 sums carry rigorous rounding margins (the
+standard bound ``|fl(Σ a_j) − Σ a_j| ≤ γ_K Σ |a_j|``, ``γ_K ≈ K·2⁻²⁴``, valid for any
+summation order); :func:`ieee_float32` switches off TF32/bf16 shortcuts while they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from ..layers import SpikingLayer
+
+__all__ = [
+    "GRID_QUANTILES",
+    "certify_drive",
+    "certify_grid",
+    "certify_late",
+    "certify_model_a",
+    "grid_points",
+    "ieee_float32",
+]
+
+_U32 = 2.0**-24
+# Quantiles of the positive inputs used as grid points by certify_grid.
+GRID_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.85, 0.95, 0.99)
+_GRID_SAMPLE = 1 << 16
+
+
+@contextmanager
+def ieee_float32() -> Iterator[None]:
+    """Run float32 matmuls and convolutions in IEEE float32 (no TF32 or bf16 shortcuts, which
+    PyTorch may enable for cuDNN convolutions by default): the certificates' rounding margins
+    assume it. Restores the previous settings."""
+    saved: list[tuple[object, str, object]] = []
+    backends = torch.backends
+    new_api = hasattr(getattr(backends.cudnn, "conv", None), "fp32_precision")
+    try:
+        if new_api:
+            for obj in (backends.cuda.matmul, backends.cudnn.conv, backends.mkldnn.matmul,
+                        backends.mkldnn.conv):
+                old = obj.fp32_precision  # type: ignore[attr-defined]
+                if old != "ieee":
+                    saved.append((obj, "fp32_precision", old))
+                    obj.fp32_precision = "ieee"  # type: ignore[attr-defined]
+        else:  # torch < 2.9
+            for obj in (backends.cuda.matmul, backends.cudnn):
+                old = obj.allow_tf32
+                if old:
+                    saved.append((obj, "allow_tf32", old))
+                    obj.allow_tf32 = False
+        yield
+    finally:
+        for obj, name, old in reversed(saved):
+            setattr(obj, name, old)
+
+
+def _drive_threshold32(layer: SpikingLayer, bias: Tensor | None = None) -> Tensor:
+    """float32 map ``T`` with: ``d̂ < T`` ⇒ ``b + d < B`` for the float32-computed excitatory
+    drive ``d̂`` of the exact ``d = Σ_j W⁺_ij x_j`` (non-negative terms, so
+    ``d ≤ d̂·(1 + 2γ)`` with ``γ = (K + 2)·2⁻²⁴``). ``T = (B − b)/(1 + 2γ)`` rounded down to
+    float32. Cached per layer for the unperturbed bias."""
+
+    def make() -> Tensor:
+        b = layer.bias if bias is None else bias
+        gamma = (layer.affine.fan_in + 2) * _U32
+        if b.dtype == torch.float32:
+            gamma *= 2.0  # b and B themselves are then only float32
+        exact = (layer.B - b.to(torch.float64)) / (1.0 + 2.0 * gamma)
+        t32 = exact.to(torch.float32)
+        return torch.where(t32.to(torch.float64) > exact,
+                           torch.nextafter(t32, torch.full_like(t32, float("-inf"))), t32)
+
+    return make() if bias is not None else layer.derived("threshold32", make)
+
+
+def certify_drive(layer: SpikingLayer, x: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``b + Σ_j W⁺_ij x_j⁺ < B`` (design note §2) with the excitatory drive computed in
+    float32 and compared with a rigorously rounded threshold. ``bias`` replaces ``b``
+    (perturbed dynamics). Boolean map (B, *out_shape)."""
+    x32 = x.to(torch.float32).clamp_min_(0.0)
+    with ieee_float32():
+        drive = layer.affine.linear(x32, layer.positive_weight32())
+    return drive < _drive_threshold32(layer, bias)
+
+
+def certify_model_a(
+    layer: SpikingLayer, x: Tensor, bias: Tensor | None = None, *, late_ok: bool = False
+) -> Tensor:
+    """:func:`certify_drive`, and for neurons with inputs arriving after ``t_min``
+    (``x_j < 0``, only under perturbations) :func:`certify_late` when ``late_ok`` (otherwise
+    such neurons are never certified)."""
+    aff = layer.affine
+    ok = certify_drive(layer, x, bias)
+    late = x < 0
+    if bool(late.any()):
+        if late_ok:
+            ok &= certify_late(layer, x, late)
+        else:
+            nz = (layer.weight != 0).to(x.dtype)
+            ok &= aff.linear(late.to(x.dtype), nz) == 0
+    return ok
+
+
+def grid_points(x: Tensor, B_in: float, quantiles: Sequence[float] = GRID_QUANTILES
+                ) -> list[float]:
+    """Interior grid points for :func:`certify_grid`: ``quantiles`` of the positive inputs
+    ``x`` (a fixed subsample of at most 65,536 entries), rounded to float32, then the largest
+    input (rounded up). Any points are correct; these make the bound tight where the inputs
+    are."""
+    flat = x.reshape(-1)
+    n = flat.numel()
+    if n > _GRID_SAMPLE:  # spread the sample over samples, channels and positions
+        idx = (torch.arange(_GRID_SAMPLE, device=x.device, dtype=torch.int64)
+               * 2654435761) % n
+        flat = flat[idx]
+    pos = flat[flat > 0].to(torch.float64)
+    top = float(x.max())
+    if pos.numel() == 0 or not top > 0.0:
+        return []
+    q = torch.quantile(pos, torch.tensor(list(quantiles), dtype=torch.float64,
+                                         device=pos.device))
+    top32 = _f32(top, up=True)  # no input lies above it
+    pts = sorted({v for v in (_f32(c) for c in q.tolist()) if 0.0 < v < top32})
+    return [*pts, top32] if top32 < B_in else pts
+
+
+def _f32(v: float, *, up: bool = False) -> float:
+    """``v`` rounded to the nearest float32 (``up``: to the nearest float32 ≥ v)."""
+    t = torch.tensor(v, dtype=torch.float32)
+    if up and float(t) < v:
+        t = torch.nextafter(t, torch.tensor(float("inf")))
+    return float(t)
+
+
+def _abs_row_sum(layer: SpikingLayer) -> Tensor:
+    """``A_i = Σ_j |W_ij|`` per output channel, shaped to broadcast against ``out_shape``."""
+    def make() -> Tensor:
+        w = layer.weight
+        a = w.abs().reshape(w.shape[0], -1).sum(dim=1).to(torch.float64)
+        return a.reshape((-1,) + (1,) * (len(layer.out_shape) - 1))
+
+    return layer.derived("abs_row_sum", make)
+
+
+def certify_grid(
+    layer: SpikingLayer,
+    x: Tensor,
+    z: Tensor,
+    *,
+    bias: Tensor | None = None,
+    leak: Tensor | None = None,
+    grid: Sequence[float] | None = None,
+    need: Tensor | None = None,
+) -> Tensor:
+    """Boolean map (B, *out_shape): neurons proven not to fire before ``t_min`` by the grid
+    bound (module docstring), for inputs ``0 ≤ x ≤ B_in`` and ``z = W x + b``.
+
+    ``bias``/``leak`` replace ``b`` and ``1 − S`` (perturbed ``alpha``); ``grid``: increasing
+    float32 points in ``(0, B_in)`` (default :func:`grid_points`); ``need``: boolean map of
+    the neurons to prove — only the output channels (features) that hold one are computed,
+    the others come back False.
+
+    ``f(c)`` is evaluated in whichever of two equal forms has the smaller rounding bound::
+
+        f(c) = z − B − (S + leak)·c + Σ_j W_ij (c − x_j)⁺      (small c)
+             = b − B − leak·c + Σ_j W_ij (x_j − c)⁺            (c near max x; exact at max x)
+
+    The sums run in float32; every rounding error (the float32 sums, the roundings of ``W``,
+    ``x``, the input maps and ``z``) is covered by a margin."""
+    aff = layer.affine
+    B, B_in = layer.B, layer.B_in
+    b = layer.bias if bias is None else bias
+    lk = (1.0 - layer.S) if leak is None else leak
+    sigma = layer.S + lk
+    pts = list(grid_points(x, B_in) if grid is None else grid)
+    if (any(not 0.0 < c < B_in or _f32(c) != c for c in pts) or pts != sorted(set(pts))):
+        raise ValueError("grid points must be float32 values increasing strictly inside "
+                         f"(0, B_in={B_in}): {pts}")
+    x_max = float(x.max()) if x.numel() else 0.0
+    w32 = layer.derived("weight32", lambda: layer.weight.to(torch.float32))
+    wneg32 = layer.derived("neg_weight32", lambda: (-layer.weight).clamp_min(0).to(torch.float32))
+    a = _abs_row_sum(layer)
+    c_out = layer.out_shape[0]
+    sel: Tensor | None = None
+    if need is not None:
+        channels = need.transpose(0, 1).reshape(c_out, -1).any(dim=1)
+        n_sel = int(channels.sum())
+        if n_sel == 0:
+            return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
+        if n_sel < c_out and layer.groups == 1:  # grouped convs keep every channel
+            sel = channels.nonzero().reshape(-1)
+            w32, wneg32, a = w32[sel], wneg32[sel], a[sel]
+            b, lk, sigma, z = b[sel], lk[sel], sigma[sel], z[:, sel]
+            aff = replace(aff, out_shape=(n_sel, *aff.out_shape[1:]))
+    # rounding: γ bound of a float32 fan-in sum (e32), float32 unit roundoff (u) for the
+    # maps and shifts, and the γ bound of z in the network's own dtype (ed)
+    e32 = _gamma(aff.fan_in + 8, _U32)
+    if e32 >= 0.25:  # fan-in too large for a float32 bound
+        return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
+    u = 8.0 * _U32
+    ed = _gamma(aff.fan_in + 8, torch.finfo(z.dtype).eps / 2)
+    s64, lk64, b64 = sigma.to(torch.float64), lk.to(torch.float64), b.to(torch.float64)
+    x32 = x.to(torch.float32)
+    low: Tensor | None = None  # ≥ max over small c of  f(c) − (z − B)
+    high: Tensor | None = None  # ≥ max over large c of  f(c) − (b − B)
+    with ieee_float32():
+        for c in pts:
+            if c <= x_max - c:  # Σ_j W (c − x_j)⁺, |error| ≤ e32·A·c
+                phi = torch.clamp_min(c - x32, 0.0)
+                shift = (s64 * c - e32 * a * c).to(torch.float32)
+                cand = aff.linear(phi, w32).sub_(shift)
+                low = cand if low is None else torch.maximum(low, cand, out=low)
+            elif c < x_max:  # Σ_j W (x_j − c)⁺, |error| ≤ e32·A·(x_max − c)
+                phi = torch.clamp_min(x32 - c, 0.0)
+                shift = (lk64 * c - e32 * a * (x_max - c)).to(torch.float32)
+                cand = aff.linear(phi, w32).sub_(shift)
+                high = cand if high is None else torch.maximum(high, cand, out=high)
+        # D = Σ_j |W⁻_ij| T(x_j) ≥ 0, so D ≤ D̂/(1 − e32)
+        edges = sorted({0.0, *pts, B_in})
+        e = torch.tensor(edges, dtype=torch.float32, device=x.device)
+        i = torch.bucketize(x32, e).clamp_(1, len(edges) - 1)
+        lo, hi = e[i - 1], e[i]
+        tent = (x32 - lo).mul_(hi - x32).clamp_min_(0.0).div_(hi - lo)
+        d = aff.linear(tent, wneg32)
+    # f32 roundings of x, the maps, the tents (1-Lipschitz in x) and the shifts: ≤ u·scale
+    scale = (a + s64.abs() + lk64.abs()) * B_in
+    slack = u * scale + ed * (b64.abs() + a * B_in + B + scale)
+    bound = d.to(torch.float64).div_(1.0 - e32).add_(slack)
+    zb = (z - B).to(torch.float64)
+    top = zb if low is None else zb + low.to(torch.float64).clamp_min_(0.0)
+    f_max = b64 - B - lk64 * x_max  # f(max x): every input has arrived
+    if high is not None:
+        f_max = torch.maximum(f_max, high.to(torch.float64).add_(b64 - B))
+    f_end = b64 - B - lk64 * B_in  # f(B_in)
+    ok = (top + bound < 0) & (f_max + bound < 0) & (f_end + bound < 0)
+    if sel is None:
+        return ok
+    full = torch.zeros((z.shape[0], *layer.out_shape), dtype=torch.bool, device=z.device)
+    full[:, sel] = ok
+    return full
+
+
+def _gamma(n: int, unit: float) -> float:
+    """``γ_n = n·u/(1 − n·u)``: relative error bound of an n-term floating-point sum."""
+    nu = n * unit
+    return nu / (1.0 - nu) if nu < 1.0 else float("inf")
+
+
+def _fan_in_min(layer: SpikingLayer, x: Tensor) -> Tensor:
+    """``min_j x_j`` over each neuron's receptive field (zero padding excluded), shape
+    (B, *out_shape)."""
+    if layer.kind == "linear":
+        m = x.reshape(x.shape[0], -1).amin(dim=1)
+        return m.reshape((-1,) + (1,) * len(layer.out_shape)).expand(x.shape[0],
+                                                                     *layer.out_shape)
+    g = layer.groups
+    bsz, c = x.shape[0], x.shape[1]
+    per_group = x.reshape(bsz, g, c // g, *x.shape[2:]).amin(dim=2)  # (B, G, *spatial)
+    pad: list[int] = []
+    for i in reversed(range(layer.dims)):
+        pad += [layer.pad[2 * i], layer.pad[2 * i + 1]]
+    neg = torch.nn.functional.pad(-per_group, pad, value=float("-inf"))
+    pool = (torch.nn.functional.max_pool1d if layer.dims == 1
+            else torch.nn.functional.max_pool2d)
+    kernel = tuple(layer.weight.shape[2:])
+    mins = -pool(neg, kernel, layer.stride, 0, layer.dilation)  # (B, G, *out_spatial)
+    c_out = layer.out_shape[0]
+    return mins.repeat_interleave(c_out // g, dim=1)
+
+
+def certify_late(layer: SpikingLayer, x: Tensor, late: Tensor) -> Tensor:
+    """Neurons whose inputs partly arrive after ``t_min`` and that provably spike at
+    ``t_max − ReLU(z)`` with ``z = b + Σ_j W_ij x_j`` (late inputs have ``x_j < 0``).
+
+    With ``A`` the inputs arrived by ``t_min`` and ``L`` the late ones, for ``u ≤ 0``
+    (design note §2)::
+
+        f(u) = (z_A − B) − (1 − S_L)·u + Σ_{j∈L} W_ij (x_j − u)⁺
+             ≤ g(u) = (z_A − B) − (1 − S_L)·u + Σ_{j∈L} W⁺_ij (x_j − u)⁺,
+
+    ``g`` is convex, so ``g < 0`` on ``[x_min, 0]`` iff it is negative at both ends; below
+    ``x_min`` every input has arrived and ``f(u) = z − B − u``. Together with the bound for
+    ``u ≥ 0`` this proves the spike is at ``u = z − B`` (or forced at ``t_max``). All sums in
+    float64, with a small safety margin.
+    """
+    aff = layer.affine
+    dt = x.dtype
+    lm = late.to(dt)
+    w_pos = layer.weight.clamp_min(0)
+    z_a = aff(x.clamp_min(0))  # b + Σ_A W x
+    s_late = aff.linear(lm, layer.weight)  # S_L
+    x_late = x * lm
+    x_min = _fan_in_min(layer, x)
+    excit = aff.linear(x_late, w_pos) - x_min * aff.linear(lm, w_pos)  # Σ_L W⁺ (x_j − x_min)
+    tol = 1e-9 * max(1.0, layer.B)
+    end0 = z_a - layer.B
+    end1 = end0 - x_min * (1.0 - s_late) + excit
+    return (end0 < -tol) & (end1 < -tol)
