@@ -104,8 +104,9 @@ def auto_chunk_size(network: SpikingNetwork, record: bool, dtype: torch.dtype,
         n_in = 1
         for s in layer.in_shape:
             n_in *= int(s)
-        # routed input, z, certificate drive (float32), values, masks
-        per = max(per, (prev + n_in + 4 * layer.num_neurons) * item)
+        # routed input and its float32 maps; z, values, the certificates' float32 sums and
+        # float64 bounds (engines.bounds), masks
+        per = max(per, (prev + 2 * n_in + 8 * layer.num_neurons) * item)
         prev = layer.num_neurons
         recorded += layer.num_neurons
     if record:
