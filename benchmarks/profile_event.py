@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Where the event engine's time goes: cProfile of one batch on a benchmark model.
+"""Where the event engine's time goes: cProfile of one batch on a benchmark model, and
+(``--breakdown``) which certificate clears how many neurons of each layer.
 
     python benchmarks/profile_event.py --model vgg16_cifar --batch 8 --dtype float64
+    python benchmarks/profile_event.py --model vgg16_cifar --batch 64 --breakdown --top 0
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ except ImportError:  # source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import onespike
 from onespike.bench import BENCH_MODELS, DTYPES, bench_data, build_model
+from onespike.engines import bounds
 
 
 @click.command()
@@ -33,14 +36,16 @@ from onespike.bench import BENCH_MODELS, DTYPES, bench_data, build_model
 @click.option("--calib", default=1000, show_default=True, help="Calibration images.")
 @click.option("--threads", default=1, show_default=True)
 @click.option("--top", default=25, show_default=True)
+@click.option("--breakdown", is_flag=True,
+              help="Per layer: neurons missed by the drive bound, and left by the grid bound.")
 def main(model: str, batch: int, dtype: str, engine: str, calib: int, threads: int,
-         top: int) -> None:
+         top: int, breakdown: bool) -> None:
     torch.set_num_threads(threads)
     spec = BENCH_MODELS[model]
     net, weights = build_model(spec)
     x, cal, _ = bench_data(spec, batch, calib)
     snn = onespike.convert(net, list(cal.split(100)), dtype=DTYPES[dtype], progress=False)
-    snn.simulate(x[:1], engine="closed", record=False, certify=False)  # warm-up
+    snn.simulate(x, engine=engine, record=False)  # warm-up (also fills the layer caches)
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
@@ -54,11 +59,34 @@ def main(model: str, batch: int, dtype: str, engine: str, calib: int, threads: i
           f"({100 * sum(cert.checked) / sum(cert.neurons):.2f}%)")
     for name, c, n in zip(cert.layers, cert.checked, cert.neurons):
         print(f"  {name:<8} checked {c:>8}/{n:<8} ({100 * c / n:5.1f}%)")
-    for key in ("tottime", "cumulative"):
+    if breakdown:
+        print_breakdown(snn, x)
+    for key in ("tottime", "cumulative") if top > 0 else ():
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(top)
         print(f"\n== top {top} by {key} ==")
         print("\n".join(ln for ln in buf.getvalue().splitlines()[6:] if ln.strip()))
+
+
+def print_breakdown(snn: onespike.SpikingNetwork, x: torch.Tensor) -> None:
+    """Per hidden layer (model A): the fraction of neurons the drive bound misses, then the
+    fraction the grid bound leaves (to the exact walk), on the batch's own layer inputs."""
+    if snn.neuron != "alpha":
+        return
+    acts = snn.simulate(x, engine="closed", certify=False).activations()
+    print("\n  layer     fan-in   drive bound misses   grid bound leaves")
+    tot = missed = left = 0
+    for layer, v in zip(snn.hidden_layers, acts):
+        xin = layer.routed(v).clamp(max=layer.B_in)
+        z = layer.affine(xin)
+        drive = bounds.certify_drive(layer, xin)
+        grid = bounds.certify_grid(layer, xin, z, need=~drive)
+        n, m, r = drive.numel(), int((~drive).sum()), int((~(drive | grid)).sum())
+        tot, missed, left = tot + n, missed + m, left + r
+        print(f"  {layer.name:<8} {layer.affine.fan_in:>7} {m:>10} ({100 * m / n:6.3f}%) "
+              f"{r:>10} ({100 * r / n:6.3f}%)")
+    print(f"  {'all':<8} {'':>7} {missed:>10} ({100 * missed / tot:6.3f}%) "
+          f"{left:>10} ({100 * left / tot:6.3f}%)")
 
 
 if __name__ == "__main__":

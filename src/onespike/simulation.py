@@ -16,9 +16,12 @@ from .perturb import Perturbation
 if TYPE_CHECKING:
     from .network import SpikingNetwork
 
-__all__ = ["ENGINES", "SimulationResult", "auto_chunk_size", "simulate_values"]
+__all__ = ["CHUNK_BYTES", "ENGINES", "SimulationResult", "auto_chunk_size", "simulate_values"]
 
 ENGINES = ("event", "closed")
+# Default working set of one chunk of the event/closed engines: larger chunks are not faster
+# (VGG-16 at 64×64, batch 64: 16-sample chunks run 18 % faster than one chunk) and cost memory.
+CHUNK_BYTES = 256 << 20
 
 
 @dataclass
@@ -85,14 +88,14 @@ class SimulationResult:
 def auto_chunk_size(network: SpikingNetwork, record: bool, dtype: torch.dtype,
                     device: torch.device, max_memory: int | None = None) -> int:
     """Samples per chunk so that the working set stays within ``max_memory`` bytes (default:
-    a quarter of the available memory, at most 2 GiB)."""
+    a quarter of the available memory, at most :data:`CHUNK_BYTES`)."""
     if max_memory is None:
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
             avail = int(free)
         else:
             avail = int(psutil.virtual_memory().available)
-        max_memory = min(2 << 30, avail // 4)
+        max_memory = min(CHUNK_BYTES, avail // 4)
     item = torch.empty((), dtype=dtype).element_size()
     per = 0
     recorded = 0
