@@ -164,9 +164,16 @@ def test_table_plot_and_dict(snn_data, tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert fig.axes[0].get_xlabel().startswith("spike-time jitter")
     bits = sweep(snn, x[:60], y[:60], "time_bits", [0, 3], seeds=1)
-    bits.plot(tmp_path / "bits.png")
+    fig = bits.plot(tmp_path / "bits.png")
     assert "off" in bits.format_table()
     assert (tmp_path / "bits.png").stat().st_size > 10_000
+    # the default title (the longest knob name) fits inside the figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = fig.axes[0].title.get_window_extent(canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
 
 
 def test_bad_arguments(snn_data) -> None:

@@ -276,6 +276,13 @@ class RobustnessResult:
     def __str__(self) -> str:
         return self.format_table()
 
+    def default_title(self) -> str:
+        """Two lines (one is cut off at the figure's edge for the longer knob names)."""
+        runs = max((len(p.seeds) for p in self.points), default=1)
+        seeds = "deterministic, 1 run" if runs == 1 else f"up to {runs} seeds"
+        return (f"Robustness to {_LABELS[self.knob]}\n(neuron {self.neuron}, {self.engine} "
+                f"engine, {self.samples} samples, {seeds})")
+
     def plot(self, path: str | os.PathLike[str] | None = None, *,
              title: str | None = None) -> Figure:
         """Accuracy and agreement (mean ± std error bars) against the knob; the ReLU network's
@@ -299,9 +306,7 @@ class RobustnessResult:
             ax.set_xticks(xs, [_fmt_value(self.knob, v) for v in self.values])
         ax.set_xlabel(_LABELS[self.knob])
         ax.set_ylabel("% of samples")
-        runs = max(len(p.seeds) for p in self.points)
-        ax.set_title(title or f"Robustness to {_LABELS[self.knob]} (neuron {self.neuron}, "
-                     f"{self.samples} samples, up to {runs} seeds)", fontsize=10)
+        ax.set_title(title or self.default_title(), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         return save_figure(fig, path)

@@ -215,8 +215,7 @@ def certify_grid(
         raise ValueError("grid points must be float32 values increasing strictly inside "
                          f"(0, B_in={B_in}): {pts}")
     x_max = float(x.max()) if x.numel() else 0.0
-    w32 = layer.derived("weight32", lambda: layer.weight.to(torch.float32))
-    wneg32 = layer.derived("neg_weight32", lambda: (-layer.weight).clamp_min(0).to(torch.float32))
+    w = layer.weight  # float32 copies are made per call, of the selected channels only
     a = _abs_row_sum(layer)
     c_out = layer.out_shape[0]
     sel: Tensor | None = None
@@ -227,7 +226,7 @@ def certify_grid(
             return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
         if n_sel < c_out and layer.groups == 1:  # grouped convs keep every channel
             sel = channels.nonzero().reshape(-1)
-            w32, wneg32, a = w32[sel], wneg32[sel], a[sel]
+            w, a = w[sel], a[sel]
             b, lk, sigma, z = b[sel], lk[sel], sigma[sel], z[:, sel]
             aff = replace(aff, out_shape=(n_sel, *aff.out_shape[1:]))
     # rounding: γ bound of a float32 fan-in sum (e32), float32 unit roundoff (u) for the
@@ -239,6 +238,7 @@ def certify_grid(
     ed = _gamma(aff.fan_in + 8, torch.finfo(z.dtype).eps / 2)
     s64, lk64, b64 = sigma.to(torch.float64), lk.to(torch.float64), b.to(torch.float64)
     x32 = x.to(torch.float32)
+    w32 = w.to(torch.float32)
     # f(c) − (z − B) for small c (|error| ≤ e32·A·c), f(c) − (b − B) for c near max x
     # (|error| ≤ e32·A·(x_max − c)); c ≥ max x needs no sum (f_max below)
     jobs: list[tuple[bool, float, Tensor]] = []
@@ -268,16 +268,13 @@ def certify_grid(
         for lo, hi in pairwise(sorted({0.0, *pts, B_in})):
             part = (x32 - lo).mul_(hi - x32).mul_(1.0 / (hi - lo))
             tent = torch.maximum(tent, part, out=tent)
-        d = aff.linear(tent, wneg32)
+        d = aff.linear(tent, w32.neg().clamp_min_(0.0))
         # |ẑ − z| ≤ ed·(|b| + Σ_j |W_ij| x_j): with float64 z the crude Σ ≤ A·B_in does; in
         # lower precision the sum itself is computed (Σ ≤ Σ̂/(1 − e32))
         if z.dtype == torch.float64:
             wx = a * B_in
         else:
-            wabs32 = layer.derived("abs_weight32", lambda: layer.weight.abs().to(torch.float32))
-            if sel is not None:
-                wabs32 = wabs32[sel]
-            wx = aff.linear(x32, wabs32).to(torch.float64).div_(1.0 - e32)
+            wx = aff.linear(x32, w32.abs()).to(torch.float64).div_(1.0 - e32)
     # f32 roundings of x, the maps, the tents (1-Lipschitz in x) and the shifts: ≤ u·scale
     scale = (a + s64.abs() + lk64.abs()) * B_in
     slack = u * scale + ed * (b64.abs() + wx + B + (s64.abs() + lk64.abs()) * B_in)
