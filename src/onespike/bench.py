@@ -986,8 +986,9 @@ def to_markdown(results: dict[str, Any]) -> str:
                     out.append(f"| {labels[key]} | {dname} | {b} | " + " | ".join(cells) + " |")
         out.append("")
     out.append("## Certificate and exactness\n")
-    out.append("Checked = fraction of hidden neurons the cheap certificate could not clear, "
-               "whose first crossing was computed exactly (the clock engine simulates every "
+    out.append("Checked = fraction of hidden neurons that no certificate (drive bound, grid "
+               "bound: docs/certificates.md) proved, whose first crossing was computed exactly "
+               "by the walk (the clock engine simulates every "
                "neuron). Error = max |output − float64 ReLU logits| / max |logit| over the "
                "largest batch measured (clock: also the fraction of images whose class agrees "
                "with the ReLU network's).\n")

@@ -17,8 +17,8 @@ class Certificate:
     * ``early``: neurons that fire before their own window (model A; the network then differs
       from the ReLU network),
     * ``saturated``: neurons whose activation ``z`` exceeds the window ``B`` (clipped),
-    * ``checked``: neurons the cheap bound could not certify, so their first crossing was
-      computed exactly,
+    * ``checked``: neurons that no certificate proved (``engines.bounds``: the drive bound, the
+      grid bound), so their first crossing was computed exactly,
     * ``neurons``: neurons simulated (batch × layer size).
 
     ``sample_exact`` (B,) tells which samples were free of violations; ``exact`` is True when
