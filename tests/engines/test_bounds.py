@@ -166,6 +166,18 @@ def test_grid_certificate_refuses_a_hair_thin_early_spike(excess: float) -> None
     assert bool(bounds.certify_grid(layer, x, z, grid=grid).all())
 
 
+def test_grid_certificate_rejects_bad_grids_and_inputs() -> None:
+    layer = converted_layers(0, "mlp")[0]
+    x = stress_inputs(layer, 2, 0, 1.0)
+    z = layer.affine(x)
+    with pytest.raises(ValueError, match="grid points"):
+        bounds.certify_grid(layer, x, z, grid=[0.5 * layer.B_in, 0.25 * layer.B_in])
+    with pytest.raises(ValueError, match="grid points"):
+        bounds.certify_grid(layer, x, z, grid=[layer.B_in])
+    with pytest.raises(ValueError, match="certify_late"):
+        bounds.certify_grid(layer, x - 0.1, z)
+
+
 def random_vgg() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(

@@ -215,6 +215,12 @@ def certify_grid(
         raise ValueError("grid points must be float32 values increasing strictly inside "
                          f"(0, B_in={B_in}): {pts}")
     x_max = float(x.max()) if x.numel() else 0.0
+    if x.numel() and (float(x.min()) < 0.0 or x_max > B_in * (1.0 + 2.0**-20)):
+        raise ValueError(f"certify_grid needs inputs in [0, B_in={B_in}] (inputs arriving after "
+                         f"t_min go to certify_late), got [{float(x.min())}, {x_max}]")
+    # the proof covers [0, u_end] ⊇ [0, B_in] (float32 inputs clipped to B_in may exceed the
+    # float64 B_in by a rounding)
+    u_end = max(B_in, x_max)
     w = layer.weight  # float32 copies are made per call, of the selected channels only
     a = _abs_row_sum(layer)
     c_out = layer.out_shape[0]
@@ -265,26 +271,26 @@ def certify_grid(
         # D = Σ_j |W⁻_ij| T(x_j) ≥ 0, so D ≤ D̂/(1 − e32)
         # the tents have disjoint supports and are negative outside them: T = max(0, tents)
         tent = torch.zeros_like(x32)
-        for lo, hi in pairwise(sorted({0.0, *pts, B_in})):
+        for lo, hi in pairwise(sorted({0.0, *pts, u_end})):
             part = (x32 - lo).mul_(hi - x32).mul_(1.0 / (hi - lo))
             tent = torch.maximum(tent, part, out=tent)
         d = aff.linear(tent, w32.neg().clamp_min_(0.0))
         # |ẑ − z| ≤ ed·(|b| + Σ_j |W_ij| x_j): with float64 z the crude Σ ≤ A·B_in does; in
         # lower precision the sum itself is computed (Σ ≤ Σ̂/(1 − e32))
         if z.dtype == torch.float64:
-            wx = a * B_in
+            wx = a * u_end
         else:
             wx = aff.linear(x32, w32.abs()).to(torch.float64).div_(1.0 - e32)
     # f32 roundings of x, the maps, the tents (1-Lipschitz in x) and the shifts: ≤ u·scale
-    scale = (a + s64.abs() + lk64.abs()) * B_in
-    slack = u * scale + ed * (b64.abs() + wx + B + (s64.abs() + lk64.abs()) * B_in)
+    scale = (a + s64.abs() + lk64.abs()) * u_end
+    slack = u * scale + ed * (b64.abs() + wx + B + (s64.abs() + lk64.abs()) * u_end)
     bound = d.to(torch.float64).div_(1.0 - e32).add_(slack)
     zb = (z - B).to(torch.float64)
     top = zb if low is None else zb + low.to(torch.float64).clamp_min_(0.0)
     f_max = b64 - B - lk64 * x_max  # f(max x): every input has arrived
     if high is not None:
         f_max = torch.maximum(f_max, high.to(torch.float64).add_(b64 - B))
-    f_end = b64 - B - lk64 * B_in  # f(B_in)
+    f_end = b64 - B - lk64 * u_end  # f(u_end): every input has arrived
     ok = (top + bound < 0) & (f_max + bound < 0) & (f_end + bound < 0)
     if sel is None:
         return ok
