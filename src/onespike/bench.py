@@ -923,6 +923,20 @@ def _cell_mem(r: dict[str, Any] | None) -> str:
     return f"{r['peak_mib']:.1f}"
 
 
+def _config_table(s: dict[str, Any], engines: list[str], names: dict[str, str],
+                  labels: dict[str, str], cell: Callable[[tuple[Any, ...]], str]) -> list[str]:
+    """Markdown rows (header, then one row per model, dtype and batch, a blank line after):
+    ``cell((model, dtype, batch, engine))`` fills each engine's column."""
+    rows = ["| model | dtype | batch | " + " | ".join(names[e] for e in engines) + " |",
+            "|---|---|---:|" + "---:|" * len(engines)]
+    for key in s["models"]:
+        for dname in s["dtypes"]:
+            for b in s["batches"]:
+                cells = [cell((key, dname, b, e)) for e in engines]
+                rows.append(f"| {labels[key]} | {dname} | {b} | " + " | ".join(cells) + " |")
+    return [*rows, ""]
+
+
 def to_markdown(results: dict[str, Any]) -> str:
     """The results as markdown tables (models, time, memory, certificate, scaling)."""
     m = results["machine"]
@@ -967,24 +981,11 @@ def to_markdown(results: dict[str, Any]) -> str:
                        "cores).\n")
         else:
             out.append("## Wall time per image (ms), ratio to the ReLU forward\n")
-        out.append("| model | dtype | batch | " + " | ".join(names[e] for e in engines) + " |")
-        out.append("|---|---|---:|" + "---:|" * len(engines))
-        for key in s["models"]:
-            for dname in s["dtypes"]:
-                for b in s["batches"]:
-                    cells = [_cell_time(index.get((key, dname, b, e)), cpu) for e in engines]
-                    out.append(f"| {labels[key]} | {dname} | {b} | " + " | ".join(cells) + " |")
-        out.append("")
+        out += _config_table(s, engines, names, labels,
+                             lambda k, cpu=cpu: _cell_time(index.get(k), cpu))
     if s.get("memory", True):
         out.append("## Peak memory above the loaded network (MiB)\n")
-        out.append("| model | dtype | batch | " + " | ".join(names[e] for e in engines) + " |")
-        out.append("|---|---|---:|" + "---:|" * len(engines))
-        for key in s["models"]:
-            for dname in s["dtypes"]:
-                for b in s["batches"]:
-                    cells = [_cell_mem(index.get((key, dname, b, e))) for e in engines]
-                    out.append(f"| {labels[key]} | {dname} | {b} | " + " | ".join(cells) + " |")
-        out.append("")
+        out += _config_table(s, engines, names, labels, lambda k: _cell_mem(index.get(k)))
     out.append("## Certificate and exactness\n")
     out.append("Checked = fraction of hidden neurons that no certificate (drive bound, grid "
                "bound: docs/certificates.md) proved, whose first crossing was computed exactly "
