@@ -2,9 +2,9 @@
 
 This is the ReLU network written in spike times (what the spiking network does whenever the
 certificate holds). With ``certify=True`` it also evaluates the certificate on its own inputs:
-saturation (``z > B``) and, for model A, early spikes found by the cheap bound and confirmed by
-the exact first-crossing computation, so a violation is reported although the closed form
-does not show it.
+saturation (``z > B``) and, for model A, early spikes: neurons no certificate proves
+(:mod:`onespike.engines.bounds`) get the exact first-crossing computation, so a violation is
+reported although the closed form does not show it.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The event engine: what the spiking network really does.
 
 Each hidden neuron's spike is its true first threshold crossing under the model's dynamics
-(layers.py). For model A, neurons certified by the cheap excitatory bound provably cross at
-``t_max − ReLU(z)`` (one convolution/GEMM); every other neuron — possible early spikes,
-``theta ≤ 0``, inputs arriving after ``t_min`` — is computed exactly by
-:func:`~onespike.engines.crossing.first_crossing`. Model B integrates its inputs until
-``t_min`` and then rises with slope 1, so its spike time is ``t_max − z`` clipped to the
-window, and silence below threshold.
+(layers.py). For model A, neurons proven by a certificate (:mod:`onespike.engines.bounds`: the
+excitatory drive bound, then the grid bound) cross at ``t_max − ReLU(z)`` (the layer's one
+convolution/GEMM); every other neuron — possible early spikes, ``theta ≤ 0``, inputs arriving
+after ``t_min`` — is computed exactly by :func:`~onespike.engines.crossing.first_crossing`.
+Model B integrates its inputs until ``t_min`` and then rises with slope 1, so its spike time
+is ``t_max − z`` clipped to the window, and silence below threshold.
 
 Inputs are values ``x_j = t_min − t_j`` of the layer before (after routing); a neuron only
 integrates from ``t_min − B_in``, so earlier spikes act as if they arrived then
