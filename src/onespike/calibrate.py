@@ -1,7 +1,7 @@
-"""Calibration (step 4 of the pipeline): the largest activation of every hidden layer.
+"""Calibration (step 4 of the pipeline): the largest activation of every hidden population.
 
-``X_n = max`` over the calibration set of the folded (and, for model A, scaled) network's
-layer-``n`` activations; the window of layer ``n`` is then ``B_n = (1 + zeta) X_n``.
+``X_p = max`` over the calibration set of the folded (and, for model A, scaled) network's
+population-``p`` activations; the window of ``p`` is then ``B_p = (1 + zeta) X_p``.
 """
 
 from __future__ import annotations
@@ -47,11 +47,10 @@ def calibrate(
     encode: Any,
     *,
     progress: bool = True,
-) -> tuple[list[float], int]:
-    """Return ``(X, count)``: the per-hidden-stage maximum activation and the number of
-    calibration samples. ``encode`` maps a raw batch to ``x̂`` (checks included)."""
-    hidden = [st for st in folded.stages if st.relu]
-    maxima = [0.0] * len(hidden)
+) -> tuple[dict[str, float], int]:
+    """Return ``(X, count)``: the maximum activation of every hidden population and the
+    number of calibration samples. ``encode`` maps a raw batch to ``x̂`` (checks included)."""
+    maxima = {p.name: 0.0 for p in folded.populations}
     count = 0
     with torch.no_grad():
         for x in tqdm(batches, desc="calibrating", unit="batch", disable=not progress,
@@ -59,9 +58,9 @@ def calibrate(
             xhat = encode(x, name="calibration batch")
             if xhat.shape[0] == 0:
                 continue
-            outs = folded.forward_values(xhat)
-            for i in range(len(hidden)):
-                maxima[i] = max(maxima[i], float(outs[i].max()))
+            for name, v in folded.run(xhat):
+                if name in maxima:
+                    maxima[name] = max(maxima[name], float(v.max()))
             count += int(xhat.shape[0])
     if count == 0:
         raise CalibrationError(

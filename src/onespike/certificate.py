@@ -21,8 +21,9 @@ class Certificate:
       grid bound), so their first crossing was computed exactly,
     * ``neurons``: neurons simulated (batch × layer size).
 
-    ``sample_exact`` (B,) tells which samples were free of violations; ``exact`` is True when
-    every sample was.
+    ``nonfinite`` counts NaN (and, outside the silent ``−inf`` of model B, infinite) values
+    and outputs: any makes the simulation not exact. ``sample_exact`` (B,) tells which
+    samples were free of violations; ``exact`` is True when every sample was.
     """
 
     layers: list[str]
@@ -31,14 +32,15 @@ class Certificate:
     checked: list[int]
     neurons: list[int]
     sample_exact: Tensor = field(repr=False)
+    nonfinite: int = 0
 
     @property
     def exact(self) -> bool:
-        return not any(self.early) and not any(self.saturated)
+        return not any(self.early) and not any(self.saturated) and self.nonfinite == 0
 
     @property
     def violations(self) -> int:
-        return int(sum(self.early) + sum(self.saturated))
+        return int(sum(self.early) + sum(self.saturated) + self.nonfinite)
 
     @classmethod
     def merge(cls, parts: list[Certificate]) -> Certificate:
@@ -51,6 +53,7 @@ class Certificate:
             [sum(p.checked[i] for p in parts) for i in range(n)],
             [sum(p.neurons[i] for p in parts) for i in range(n)],
             torch.cat([p.sample_exact for p in parts]),
+            sum(p.nonfinite for p in parts),
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -58,6 +61,7 @@ class Certificate:
             "exact": self.exact,
             "samples": int(self.sample_exact.numel()),
             "samples_exact": int(self.sample_exact.sum()),
+            "nonfinite": self.nonfinite,
             "layers": [
                 {"layer": name, "early": e, "saturated": s, "checked": c, "neurons": n}
                 for name, e, s, c, n in zip(
@@ -69,6 +73,8 @@ class Certificate:
     def __str__(self) -> str:
         head = "exact" if self.exact else f"NOT exact ({self.violations} violations)"
         rows = [f"certificate: {head} over {self.sample_exact.numel()} samples"]
+        if self.nonfinite:
+            rows.append(f"  {self.nonfinite} NaN/inf values or outputs")
         for name, e, s, c, n in zip(
             self.layers, self.early, self.saturated, self.checked, self.neurons
         ):

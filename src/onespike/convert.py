@@ -13,9 +13,9 @@ from torch import Tensor, nn
 from .calibrate import calibrate, iter_inputs
 from .errors import CalibrationError
 from .fold import fold
-from .layers import NEURON_MODELS
 from .mapping import build_layers, window_sizes
 from .network import SpikingNetwork
+from .neurons import NEURON_MODELS, get_neuron
 from .scale import scale_for_model_a
 from .trace import to_graph, validate_and_trace
 
@@ -129,7 +129,7 @@ def convert(
         raise ValueError(f"input_range must have high > low everywhere, got {input_range}")
 
     folded = fold(graph, low, high)
-    if neuron == "alpha":
+    if get_neuron(neuron).needs_scaling:
         scale_for_model_a(folded)
 
     probe = SpikingNetwork([], input_shape=input_shape, input_low=low, input_high=high,

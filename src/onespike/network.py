@@ -1,4 +1,4 @@
-"""The converted spiking network (an ``nn.Module``)."""
+"""The converted spiking network (an ``nn.Module``): a DAG of spiking populations."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .certificate import Certificate
 from .errors import InputRangeError
-from .layers import SpikingLayer
 from .perturb import Perturbation
+from .population import Population
 from .routing import Route
-from .simulation import ENGINES, SimulationResult, auto_chunk_size, simulate_values
+from .simulation import ENGINES, SimulationResult, run_simulation
 
 __all__ = ["SpikingNetwork"]
 
@@ -34,7 +32,7 @@ class SpikingNetwork(nn.Module):
 
     def __init__(
         self,
-        layers: list[SpikingLayer],
+        layers: list[Population],
         *,
         input_shape: tuple[int, ...],
         input_low: Tensor,
@@ -64,17 +62,41 @@ class SpikingNetwork(nn.Module):
         return self.input_low.device
 
     @property
-    def hidden_layers(self) -> list[SpikingLayer]:
+    def hidden_layers(self) -> list[Population]:
+        """The hidden populations in topological order."""
         return [ly for ly in self.layers if not ly.readout]  # type: ignore[misc]
 
     @property
-    def readout(self) -> SpikingLayer:
+    def populations(self) -> list[Population]:
+        """Every population (hidden in topological order, then the readout)."""
+        return list(self.layers)  # type: ignore[arg-type]
+
+    @property
+    def readout(self) -> Population:
         return self.layers[-1]  # type: ignore[return-value]
+
+    def population(self, name: str) -> Population:
+        for p in self.layers:
+            if p.name == name:
+                return p  # type: ignore[return-value]
+        raise KeyError(f"no population {name!r}; populations: "
+                       f"{', '.join(p.name for p in self.layers)}")
 
     @property
     def latency(self) -> float:
-        """Time of the readout, ``t_min(N) = 1 + Σ_hidden B_n`` (units of tau_c)."""
+        """Time of the readout: its ``t_min`` over the DAG (the longest path of windows;
+        ``1 + Σ B_n`` for a chain), in units of tau_c."""
         return self.readout.t_min
+
+    def edges(self) -> list[dict[str, Any]]:
+        """Every edge: source, target, delay, kind and synapse count."""
+        out = []
+        for p in self.layers:
+            for i, e in enumerate(p.edges):
+                out.append({"source": e.source, "target": p.name, "delay": e.delay,
+                            "kind": e.kind, "origin": e.origin,
+                            "synapses": p.edge_affine(i).macs()})
+        return out
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -149,53 +171,41 @@ class SpikingNetwork(nn.Module):
         memory). ``perturbation``: a :class:`~onespike.Perturbation` (jitter, alpha noise,
         spike-time quantisation) applied inside the dynamics (event engine).
         """
-        if engine == "clock":
-            from .engines.clock import simulate_clock
-
-            return simulate_clock(self, x, clip=clip, record=record, chunk_size=chunk_size,
-                                  perturbation=perturbation, max_memory=max_memory,
-                                  progress=progress, **engine_options)
         if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {(*ENGINES, 'clock')}, got {engine!r}")
-        if engine_options:
-            raise TypeError(f"unexpected options for engine {engine!r}: {sorted(engine_options)}")
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        extras: dict[str, object] = {}
+        if engine == "clock":
+            from .engines.clock import ClockEngine
+
+            eng: Any = ClockEngine(self, **engine_options)
+            extras = eng.extras()
+        else:
+            if engine_options:
+                raise TypeError(f"unexpected options for engine {engine!r}: "
+                                f"{sorted(engine_options)}")
+            if perturbation is not None and perturbation.active and engine != "event":
+                raise ValueError("perturbations are simulated by the event (or clock) engine "
+                                 "only")
+            from .engines import ClosedEngine, EventEngine
+
+            eng = EventEngine(certify) if engine == "event" else ClosedEngine(certify)
         xhat = self.encode(x, clip=clip)
-        n = xhat.shape[0]
-        if chunk_size is None:
-            chunk_size = auto_chunk_size(self, record, self.dtype, self.device, max_memory)
-        outs: list[Tensor] = []
-        recs: list[list[Tensor]] = []
-        certs: list[Certificate] = []
-        gen, gains = None, None
-        if perturbation is not None and perturbation.active:
-            if perturbation.alpha_noise > 0 and self.neuron != "alpha":
-                raise ValueError("alpha noise applies to model A (neuron='alpha') only")
-            gen = perturbation.generator(self.device)
-            gains = [perturbation.alpha_gain(ly.out_shape, gen, self.dtype, self.device)
-                     for ly in self.hidden_layers]
-        starts = range(0, max(n, 1), max(1, chunk_size))
-        with torch.no_grad():
-            for s in tqdm(starts, desc=f"simulating ({engine})", unit="chunk",
-                          disable=not progress or len(starts) < 2, leave=False):
-                out, times, cert = simulate_values(
-                    self, xhat[s : s + chunk_size], engine, record=record, certify=certify,
-                    perturbation=perturbation, gains=gains, generator=gen,
-                )
-                outs.append(out)
-                recs.append(times)
-                certs.append(cert)
-        return SimulationResult.from_chunks(self, outs, recs, certs, engine, record)
+        return run_simulation(self, xhat, eng, record=record, chunk_size=chunk_size,
+                              max_memory=max_memory, progress=progress,
+                              perturbation=perturbation, extras=extras)
 
     def reference(self, x: Tensor, *, clip: bool = False) -> list[Tensor]:
-        """The folded ReLU network on ``x``: every hidden layer's activation, then the logits
-        (shaped like the model's output). Independent of the spiking dynamics."""
-        v = self.encode(x, clip=clip)
+        """The folded ReLU network on ``x``: every hidden population's activation (in
+        topological order), then the logits (shaped like the model's output). Independent of
+        the spiking dynamics."""
+        values: dict[str, Tensor] = {"input": self.encode(x, clip=clip)}
         outs: list[Tensor] = []
         with torch.no_grad():
-            for layer in self.layers:
-                v = layer.affine(layer.routed(v))
-                if not layer.readout:
+            for pop in self.layers:
+                v = pop.z([pop.route(i, values[e.source]) for i, e in enumerate(pop.edges)])
+                if not pop.readout:
                     v = v.clamp_min(0)
+                values[pop.name] = v
                 outs.append(v)
             for r in self.output_routes:
                 outs[-1] = r(outs[-1])
@@ -208,8 +218,11 @@ class SpikingNetwork(nn.Module):
         for ly in self.layers:
             d = ly.describe()
             d["neurons"] = ly.num_neurons
-            d["synapses"] = ly.affine.macs()
+            d["synapses"] = ly.synapses.macs()
+            for i, e in enumerate(d["edges"]):
+                e["synapses"] = ly.edge_affine(i).macs()
             layers.append(d)
+        delays = [e.delay for ly in self.layers for e in ly.edges]
         inputs = 1
         for s in self.input_shape:
             inputs *= s
@@ -223,6 +236,9 @@ class SpikingNetwork(nn.Module):
             "input_neurons": inputs,
             "hidden_neurons": sum(ly.num_neurons for ly in self.hidden_layers),
             "synapses": sum(d["synapses"] for d in layers),
+            "edges": sum(len(ly.edges) for ly in self.layers),
+            "delayed_edges": sum(1 for d in delays if d > 0),
+            "max_delay": max(delays, default=0.0),
             "layers": layers,
             "meta": self.meta,
         }

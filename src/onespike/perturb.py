@@ -10,8 +10,9 @@ They act *inside* the simulation, layer by layer, so their effects propagate:
   multiplied by a fixed ``1 + alpha_noise·N(0, 1)`` (one draw per neuron, shared by all
   samples), while ``theta`` and ``J`` keep ``alpha = 1``.
 
-Neurons that do not fire (model B) stay silent. Noise is drawn from a generator seeded with
-``seed`` (reproducible for a given chunk size).
+Neurons that do not fire (model B) stay silent. The noise of sample ``i`` comes from its own
+generator, seeded from ``(seed, i)``, and the alpha factors from one seeded with ``seed``, so a
+perturbed simulation does not depend on how the batch is chunked.
 """
 
 from __future__ import annotations
@@ -44,13 +45,28 @@ class Perturbation:
         return self.jitter > 0 or self.alpha_noise > 0 or self.time_bits is not None
 
     def generator(self, device: torch.device) -> torch.Generator:
+        """The generator of the alpha factors (one draw per neuron, shared by all samples)."""
         return torch.Generator(device=device).manual_seed(int(self.seed))
 
-    def spikes(self, values: Tensor, B: float, gen: torch.Generator) -> Tensor:
-        """Perturb values ``v = t_max − t`` of one layer whose window has size ``B``."""
+    def sample_generators(self, start: int, count: int, device: torch.device
+                          ) -> list[torch.Generator]:
+        """One generator per sample ``start … start + count − 1`` (global batch indices)."""
+        base = (int(self.seed) & 0xFFFFFFFF) << 32
+        return [torch.Generator(device=device).manual_seed(base + start + i + 1)
+                for i in range(count)]
+
+    def spikes(self, values: Tensor, B: float,
+               gen: torch.Generator | list[torch.Generator]) -> Tensor:
+        """Perturb values ``v = t_max − t`` of one population whose window has size ``B``;
+        ``gen``: one generator per sample (chunk-independent) or one for the batch."""
         v = values
         if self.jitter > 0:
-            noise = torch.randn(v.shape, generator=gen, device=v.device, dtype=v.dtype)
+            if isinstance(gen, list):
+                noise = torch.stack([torch.randn(v.shape[1:], generator=g, device=v.device,
+                                                 dtype=v.dtype) for g in gen]) if gen else (
+                    torch.zeros_like(v))
+            else:
+                noise = torch.randn(v.shape, generator=gen, device=v.device, dtype=v.dtype)
             v = v - self.jitter * noise  # t' = t + sigma·N  ⇔  v' = v − sigma·N
         if self.time_bits is not None:
             step = B / (2**self.time_bits - 1)

@@ -5,7 +5,8 @@ never fires, model B). Max pooling of values is the earliest spike of the poolin
 channel with ``sign = −1`` (a batch norm with negative scale folded forward across the pool,
 design note §4) takes the minimum value = the latest spike, which needs every input to fire
 (it fires when its last input has fired, and stays silent if any input is silent).
-Reshapes do not change spike times.
+Reshapes do not change spike times; slicing (``x[:, :, ::2, ::2]``) passes on the spikes of
+the selected neurons only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["MaxPoolRoute", "ReshapeRoute", "Route"]
+__all__ = ["MaxPoolRoute", "ReshapeRoute", "Route", "SliceRoute"]
 
 
 @dataclass
@@ -55,4 +56,17 @@ class ReshapeRoute:
         return v.reshape(v.shape[0], *self.out_shape)
 
 
-Route = MaxPoolRoute | ReshapeRoute
+@dataclass
+class SliceRoute:
+    """Select ``v[:, a_0:b_0:s_0, a_1:b_1:s_1, …]`` (per-sample dims; ``slices[d] = (a, b, s)``)."""
+
+    slices: tuple[tuple[int, int, int], ...]
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    source: str = ""
+
+    def __call__(self, v: Tensor) -> Tensor:
+        return v[(slice(None), *(slice(a, b, s) for a, b, s in self.slices))]
+
+
+Route = MaxPoolRoute | ReshapeRoute | SliceRoute

@@ -1,15 +1,10 @@
-"""Simulation engines: ``event`` (exact dynamics) and ``closed`` (closed form)."""
+"""Simulation engines behind one per-population contract: ``event`` (exact dynamics),
+``closed`` (closed form) and ``clock`` (time-stepped); the driver is
+:mod:`onespike.simulation`."""
 
-from .closed import closed_hidden, closed_readout
-from .common import LayerStep
+from .closed import ClosedEngine
 from .crossing import first_crossing
-from .event import event_hidden, event_readout
+from .event import EventEngine
+from .step import PopulationStep
 
-__all__ = [
-    "LayerStep",
-    "closed_hidden",
-    "closed_readout",
-    "event_hidden",
-    "event_readout",
-    "first_crossing",
-]
+__all__ = ["ClosedEngine", "EventEngine", "PopulationStep", "first_crossing"]

@@ -37,13 +37,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from ..layers import SpikingLayer
+from ..affine import Affine
+
+if TYPE_CHECKING:
+    from ..population import Population as SpikingLayer
 
 __all__ = [
     "GRID_QUANTILES",
@@ -100,7 +103,7 @@ def _drive_threshold32(layer: SpikingLayer, bias: Tensor | None = None) -> Tenso
 
     def make() -> Tensor:
         b = layer.bias if bias is None else bias
-        gamma = (layer.affine.fan_in + 2) * _U32
+        gamma = (layer.synapses.fan_in + 2) * _U32
         if b.dtype == torch.float32:
             gamma *= 2.0  # b and B themselves are then only float32
         exact = (layer.B - b.to(torch.float64)) / (1.0 + 2.0 * gamma)
@@ -111,40 +114,45 @@ def _drive_threshold32(layer: SpikingLayer, bias: Tensor | None = None) -> Tenso
     return make() if bias is not None else layer.derived("threshold32", make)
 
 
-def certify_drive(layer: SpikingLayer, x: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``b + Σ_j W⁺_ij x_j⁺ < B`` (design note §2) with the excitatory drive computed in
-    float32 and compared with a rigorously rounded threshold. ``bias`` replaces ``b``
-    (perturbed dynamics). Boolean map (B, *out_shape)."""
-    x32 = x.to(torch.float32).clamp_min_(0.0)
+def certify_drive(layer: SpikingLayer, xs: list[Tensor], bias: Tensor | None = None
+                  ) -> Tensor:
+    """``b + Σ_j W⁺_ij x_j⁺ < B`` (docs/method.md) with the excitatory drive over every edge
+    computed in float32 and compared with a rigorously rounded threshold. ``bias`` replaces
+    ``b`` (perturbed dynamics). Boolean map (B, *out_shape)."""
+    x32 = [x.to(torch.float32).clamp_min_(0.0) for x in xs]
     with ieee_float32():
-        drive = layer.affine.linear(x32, layer.positive_weight32())
+        drive = layer.synapses.linear(x32, layer.positive_weight32())
     return drive < _drive_threshold32(layer, bias)
 
 
 def certify_model_a(
-    layer: SpikingLayer, x: Tensor, bias: Tensor | None = None, *, late_ok: bool = False
+    layer: SpikingLayer, xs: list[Tensor], bias: Tensor | None = None, *,
+    late_ok: bool = False,
 ) -> Tensor:
     """:func:`certify_drive`, and for neurons with inputs arriving after ``t_min``
     (``x_j < 0``, only under perturbations) :func:`certify_late` when ``late_ok`` (otherwise
     such neurons are never certified)."""
-    aff = layer.affine
-    ok = certify_drive(layer, x, bias)
-    late = x < 0
-    if bool(late.any()):
+    syn = layer.synapses
+    ok = certify_drive(layer, xs, bias)
+    late = [x < 0 for x in xs]
+    if any(bool(m.any()) for m in late):
         if late_ok:
-            ok &= certify_late(layer, x, late)
+            ok &= certify_late(layer, xs, late)
         else:
-            nz = (layer.weight != 0).to(x.dtype)
-            ok &= aff.linear(late.to(x.dtype), nz) == 0
+            dt = xs[0].dtype
+            nz = [(w != 0).to(dt) for w in syn.weights]
+            ok &= syn.linear([m.to(dt) for m in late], nz) == 0
     return ok
 
 
-def grid_points(x: Tensor, B_in: float, quantiles: Sequence[float] = GRID_QUANTILES
-                ) -> list[float]:
+def grid_points(x: Tensor | Sequence[Tensor], B_in: float,
+                quantiles: Sequence[float] = GRID_QUANTILES) -> list[float]:
     """Interior grid points for :func:`certify_grid`: ``quantiles`` of the positive inputs
     ``x`` (a fixed subsample of at most 16,384 entries), rounded to float32, then the largest
     input (rounded up). Any points are correct; these make the bound tight where the inputs
     are."""
+    if not isinstance(x, Tensor):
+        x = torch.cat([t.reshape(-1) for t in x])
     flat = x.reshape(-1)
     n = flat.numel()
     if n > _GRID_SAMPLE:  # spread the sample over samples, channels and positions
@@ -173,8 +181,7 @@ def _f32(v: float, *, up: bool = False) -> float:
 def _abs_row_sum(layer: SpikingLayer) -> Tensor:
     """``A_i = Σ_j |W_ij|`` per output channel, shaped to broadcast against ``out_shape``."""
     def make() -> Tensor:
-        w = layer.weight
-        a = w.abs().reshape(w.shape[0], -1).sum(dim=1).to(torch.float64)
+        a = layer.synapses.channel_abs_sum()
         return a.reshape((-1,) + (1,) * (len(layer.out_shape) - 1))
 
     return layer.derived("abs_row_sum", make)
@@ -182,7 +189,7 @@ def _abs_row_sum(layer: SpikingLayer) -> Tensor:
 
 def certify_grid(
     layer: SpikingLayer,
-    x: Tensor,
+    xs: list[Tensor] | Tensor,
     z: Tensor,
     *,
     bias: Tensor | None = None,
@@ -205,23 +212,26 @@ def certify_grid(
 
     The sums run in float32; every rounding error (the float32 sums, the roundings of ``W``,
     ``x``, the input maps and ``z``) is covered by a margin."""
-    aff = layer.affine
+    if isinstance(xs, Tensor):
+        xs = [xs]
+    syn = layer.synapses
     B, B_in = layer.B, layer.B_in
     b = layer.bias if bias is None else bias
     lk = (1.0 - layer.S) if leak is None else leak
     sigma = layer.S + lk
-    pts = list(grid_points(x, B_in) if grid is None else grid)
+    pts = list(grid_points(xs, B_in) if grid is None else grid)
     if (any(not 0.0 < c < B_in or _f32(c) != c for c in pts) or pts != sorted(set(pts))):
         raise ValueError("grid points must be float32 values increasing strictly inside "
                          f"(0, B_in={B_in}): {pts}")
-    x_max = float(x.max()) if x.numel() else 0.0
-    if x.numel() and (float(x.min()) < 0.0 or x_max > B_in * (1.0 + 2.0**-20)):
+    nonempty = [x for x in xs if x.numel()]
+    x_max = max((float(x.max()) for x in nonempty), default=0.0)
+    x_min = min((float(x.min()) for x in nonempty), default=0.0)
+    if nonempty and (x_min < 0.0 or x_max > B_in * (1.0 + 2.0**-20)):
         raise ValueError(f"certify_grid needs inputs in [0, B_in={B_in}] (inputs arriving after "
-                         f"t_min go to certify_late), got [{float(x.min())}, {x_max}]")
+                         f"t_min go to certify_late), got [{x_min}, {x_max}]")
     # the proof covers [0, u_end] ⊇ [0, B_in] (float32 inputs clipped to B_in may exceed the
     # float64 B_in by a rounding)
     u_end = max(B_in, x_max)
-    w = layer.weight  # float32 copies are made per call, of the selected channels only
     a = _abs_row_sum(layer)
     c_out = layer.out_shape[0]
     sel: Tensor | None = None
@@ -230,21 +240,22 @@ def certify_grid(
         n_sel = int(channels.sum())
         if n_sel == 0:
             return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
-        if n_sel < c_out and layer.groups == 1:  # grouped convs keep every channel
+        if n_sel < c_out and syn.groups_one:  # grouped convs keep every channel
             sel = channels.nonzero().reshape(-1)
-            w, a = w[sel], a[sel]
+            a = a[sel]
             b, lk, sigma, z = b[sel], lk[sel], sigma[sel], z[:, sel]
-            aff = replace(aff, out_shape=(n_sel, *aff.out_shape[1:]))
+            syn = syn.select(sel)  # float32 copies are made per call, of these channels only
     # rounding: γ bound of a float32 fan-in sum (e32), float32 unit roundoff (u) for the
     # maps and shifts, and the γ bound of z in the network's own dtype (ed)
-    e32 = _gamma(aff.fan_in + 8, _U32)
+    e32 = _gamma(syn.fan_in + 8, _U32)
     if e32 >= 0.25:  # fan-in too large for a float32 bound
         return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
     u = 8.0 * _U32
-    ed = _gamma(aff.fan_in + 8, torch.finfo(z.dtype).eps / 2)
+    ed = _gamma(syn.fan_in + 8, torch.finfo(z.dtype).eps / 2)
     s64, lk64, b64 = sigma.to(torch.float64), lk.to(torch.float64), b.to(torch.float64)
-    x32 = x.to(torch.float32)
-    w32 = w.to(torch.float32)
+    x32s = [x.to(torch.float32) for x in xs]
+    w32 = [w.to(torch.float32) for w in syn.weights]
+    bsz = xs[0].shape[0]
     # f(c) − (z − B) for small c (|error| ≤ e32·A·c), f(c) − (b − B) for c near max x
     # (|error| ≤ e32·A·(x_max − c)); c ≥ max x needs no sum (f_max below)
     jobs: list[tuple[bool, float, Tensor]] = []
@@ -255,14 +266,17 @@ def certify_grid(
             jobs.append((False, c, (lk64 * c - e32 * a * (x_max - c)).to(torch.float32)))
     low: Tensor | None = None  # ≥ max over the small c of  f(c) − (z − B)
     high: Tensor | None = None  # ≥ max over the large c of  f(c) − (b − B)
-    per_call = max(1, _STACK_SAMPLES // max(1, x.shape[0]))  # maps stacked in one conv call
+    per_call = max(1, _STACK_SAMPLES // max(1, bsz))  # maps stacked in one conv call
     with ieee_float32():
         for s in range(0, len(jobs), per_call):
             group = jobs[s : s + per_call]
-            maps = [torch.clamp_min(c - x32 if small else x32 - c, 0.0)
-                    for small, c, _ in group]
-            sums = aff.linear(torch.cat(maps) if len(maps) > 1 else maps[0], w32)
-            for (small, _, shift), part in zip(group, sums.split(x.shape[0])):
+            maps = []
+            for x32 in x32s:
+                per = [torch.clamp_min(c - x32 if small else x32 - c, 0.0)
+                       for small, c, _ in group]
+                maps.append(torch.cat(per) if len(per) > 1 else per[0])
+            sums = syn.linear(maps, w32)
+            for (small, _, shift), part in zip(group, sums.split(bsz)):
                 cand = part.sub_(shift)
                 if small:
                     low = cand if low is None else torch.maximum(low, cand, out=low)
@@ -270,17 +284,20 @@ def certify_grid(
                     high = cand if high is None else torch.maximum(high, cand, out=high)
         # D = Σ_j |W⁻_ij| T(x_j) ≥ 0, so D ≤ D̂/(1 − e32)
         # the tents have disjoint supports and are negative outside them: T = max(0, tents)
-        tent = torch.zeros_like(x32)
-        for lo, hi in pairwise(sorted({0.0, *pts, u_end})):
-            part = (x32 - lo).mul_(hi - x32).mul_(1.0 / (hi - lo))
-            tent = torch.maximum(tent, part, out=tent)
-        d = aff.linear(tent, w32.neg().clamp_min_(0.0))
+        tents = []
+        for x32 in x32s:
+            tent = torch.zeros_like(x32)
+            for lo, hi in pairwise(sorted({0.0, *pts, u_end})):
+                part = (x32 - lo).mul_(hi - x32).mul_(1.0 / (hi - lo))
+                tent = torch.maximum(tent, part, out=tent)
+            tents.append(tent)
+        d = syn.linear(tents, [w.neg().clamp_min_(0.0) for w in w32])
         # |ẑ − z| ≤ ed·(|b| + Σ_j |W_ij| x_j): with float64 z the crude Σ ≤ A·B_in does; in
         # lower precision the sum itself is computed (Σ ≤ Σ̂/(1 − e32))
         if z.dtype == torch.float64:
             wx = a * u_end
         else:
-            wx = aff.linear(x32, w32.abs()).to(torch.float64).div_(1.0 - e32)
+            wx = syn.linear(x32s, [w.abs() for w in w32]).to(torch.float64).div_(1.0 - e32)
     # f32 roundings of x, the maps, the tents (1-Lipschitz in x) and the shifts: ≤ u·scale
     scale = (a + s64.abs() + lk64.abs()) * u_end
     slack = u * scale + ed * (b64.abs() + wx + B + (s64.abs() + lk64.abs()) * u_end)
@@ -305,34 +322,43 @@ def _gamma(n: int, unit: float) -> float:
     return nu / (1.0 - nu) if nu < 1.0 else float("inf")
 
 
-def _fan_in_min(layer: SpikingLayer, x: Tensor) -> Tensor:
-    """``min_j x_j`` over each neuron's receptive field (zero padding excluded), shape
-    (B, *out_shape)."""
-    if layer.kind == "linear":
+def _fan_in_min(layer: SpikingLayer, xs: list[Tensor]) -> Tensor:
+    """``min_j x_j`` over each neuron's receptive field on every edge (zero padding
+    excluded), shape (B, *out_shape)."""
+    out: Tensor | None = None
+    for i, x in enumerate(xs):
+        m = _edge_fan_in_min(layer.edge_affine(i), x)
+        out = m if out is None else torch.minimum(out, m)
+    assert out is not None
+    return out
+
+
+def _edge_fan_in_min(aff: Affine, x: Tensor) -> Tensor:
+    if aff.kind == "linear":
         m = x.reshape(x.shape[0], -1).amin(dim=1)
-        return m.reshape((-1,) + (1,) * len(layer.out_shape)).expand(x.shape[0],
-                                                                     *layer.out_shape)
-    g = layer.groups
+        return m.reshape((-1,) + (1,) * len(aff.out_shape)).expand(x.shape[0],
+                                                                   *aff.out_shape)
+    g = aff.groups
     bsz, c = x.shape[0], x.shape[1]
     per_group = x.reshape(bsz, g, c // g, *x.shape[2:]).amin(dim=2)  # (B, G, *spatial)
     pad: list[int] = []
-    for i in reversed(range(layer.dims)):
-        pad += [layer.pad[2 * i], layer.pad[2 * i + 1]]
+    for i in reversed(range(aff.dims)):
+        pad += [aff.pad[2 * i], aff.pad[2 * i + 1]]
     neg = torch.nn.functional.pad(-per_group, pad, value=float("-inf"))
-    pool = (torch.nn.functional.max_pool1d if layer.dims == 1
+    pool = (torch.nn.functional.max_pool1d if aff.dims == 1
             else torch.nn.functional.max_pool2d)
-    kernel = tuple(layer.weight.shape[2:])
-    mins = -pool(neg, kernel, layer.stride, 0, layer.dilation)  # (B, G, *out_spatial)
-    c_out = layer.out_shape[0]
+    kernel = tuple(aff.weight.shape[2:])
+    mins = -pool(neg, kernel, aff.stride, 0, aff.dilation)  # (B, G, *out_spatial)
+    c_out = aff.out_shape[0]
     return mins.repeat_interleave(c_out // g, dim=1)
 
 
-def certify_late(layer: SpikingLayer, x: Tensor, late: Tensor) -> Tensor:
+def certify_late(layer: SpikingLayer, xs: list[Tensor], late: list[Tensor]) -> Tensor:
     """Neurons whose inputs partly arrive after ``t_min`` and that provably spike at
     ``t_max − ReLU(z)`` with ``z = b + Σ_j W_ij x_j`` (late inputs have ``x_j < 0``).
 
     With ``A`` the inputs arrived by ``t_min`` and ``L`` the late ones, for ``u ≤ 0``
-    (design note §2)::
+    (docs/method.md)::
 
         f(u) = (z_A − B) − (1 − S_L)·u + Σ_{j∈L} W_ij (x_j − u)⁺
              ≤ g(u) = (z_A − B) − (1 − S_L)·u + Σ_{j∈L} W⁺_ij (x_j − u)⁺,
@@ -340,17 +366,17 @@ def certify_late(layer: SpikingLayer, x: Tensor, late: Tensor) -> Tensor:
     ``g`` is convex, so ``g < 0`` on ``[x_min, 0]`` iff it is negative at both ends; below
     ``x_min`` every input has arrived and ``f(u) = z − B − u``. Together with the bound for
     ``u ≥ 0`` this proves the spike is at ``u = z − B`` (or forced at ``t_max``). All sums in
-    float64, with a small safety margin.
+    the network's dtype, with a small safety margin.
     """
-    aff = layer.affine
-    dt = x.dtype
-    lm = late.to(dt)
-    w_pos = layer.weight.clamp_min(0)
-    z_a = aff(x.clamp_min(0))  # b + Σ_A W x
-    s_late = aff.linear(lm, layer.weight)  # S_L
-    x_late = x * lm
-    x_min = _fan_in_min(layer, x)
-    excit = aff.linear(x_late, w_pos) - x_min * aff.linear(lm, w_pos)  # Σ_L W⁺ (x_j − x_min)
+    syn = layer.synapses
+    dt = xs[0].dtype
+    lm = [m.to(dt) for m in late]
+    w_pos = [w.clamp_min(0) for w in syn.weights]
+    z_a = syn.linear([x.clamp_min(0) for x in xs]).add_(layer.bias)  # b + Σ_A W x
+    s_late = syn.linear(lm)  # S_L
+    x_late = [x * m for x, m in zip(xs, lm)]
+    x_min = _fan_in_min(layer, xs)
+    excit = syn.linear(x_late, w_pos) - x_min * syn.linear(lm, w_pos)  # Σ_L W⁺ (x_j − x_min)
     tol = 1e-9 * max(1.0, layer.B)
     end0 = z_a - layer.B
     end1 = end0 - x_min * (1.0 - s_late) + excit

@@ -1,4 +1,4 @@
-"""The closed-form engine: ``t = t_max − ReLU(z)`` layer by layer.
+"""The closed-form engine: ``t = t_max − ReLU(z)`` population by population.
 
 This is the ReLU network written in spike times (what the spiking network does whenever the
 certificate holds). With ``certify=True`` it also evaluates the certificate on its own inputs:
@@ -9,30 +9,46 @@ reported although the closed form does not show it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
-from ..layers import SpikingLayer
-from .common import LayerStep, _per_sample, model_a_step
+from .common import _per_sample
+from .step import PopulationStep
 
-__all__ = ["closed_hidden", "closed_readout"]
+if TYPE_CHECKING:
+    from ..population import Population
 
-
-def closed_hidden(layer: SpikingLayer, v_in: Tensor, *, certify: bool = True) -> LayerStep:
-    x = v_in.clamp_min(0.0)
-    z = layer.affine(x)
-    if certify and layer.neuron == "alpha":
-        return model_a_step(layer, x.clamp(max=layer.B_in), z, use_exact=False,
-                            late_possible=False)
-    zero = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
-    sat = _per_sample(z > layer.B) if certify else zero
-    if layer.neuron == "alpha":
-        values = z.clamp_min(0.0)
-    else:
-        neg_inf = torch.full((), float("-inf"), dtype=z.dtype, device=z.device)
-        values = torch.where(z > 0, z, neg_inf)
-    return LayerStep(values, zero, sat, zero.clone())
+__all__ = ["ClosedEngine"]
 
 
-def closed_readout(layer: SpikingLayer, v_in: Tensor) -> Tensor:
-    return layer.affine(v_in.clamp_min(0.0))
+class ClosedEngine:
+    """``values = closed form of z``; the certificate is optional."""
+
+    name = "closed"
+    uses_values = True
+
+    def __init__(self, certify: bool = True) -> None:
+        self.certify = certify
+
+    def hidden(self, pop: Population, xs: list[Tensor], *, gain: Tensor | None,
+               perturbed: bool) -> PopulationStep:
+        xs = [x.clamp_min(0.0) for x in xs]
+        model = pop.model
+        if self.certify and model.needs_scaling:
+            clipped = [x.clamp(max=pop.B_in) for x in xs]
+            return _certified(pop, clipped, pop.z(xs))
+        z = pop.z(xs)
+        zero = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
+        sat = _per_sample(z > pop.B) if self.certify else zero
+        return PopulationStep(model.closed(z), zero, sat, zero.clone())
+
+    def readout(self, pop: Population, xs: list[Tensor]) -> Tensor:
+        return pop.z([x.clamp_min(0.0) for x in xs])
+
+
+def _certified(pop: Population, xs: list[Tensor], z: Tensor) -> PopulationStep:
+    from .common import model_a_step
+
+    return model_a_step(pop, xs, z, use_exact=False, late_possible=False)

@@ -3,37 +3,27 @@ then the exact first crossing of the neurons they do not cover)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from ..layers import SpikingLayer
 from .bounds import certify_drive, certify_grid, certify_model_a
 from .crossing import first_crossing_sorted
+from .step import PopulationStep
+
+if TYPE_CHECKING:
+    from ..population import Population
 
 __all__ = ["LayerStep", "exact_values", "model_a_step"]
+
+LayerStep = PopulationStep  # the chain-only name
 
 # Fraction of a layer's neurons the drive certificate must miss before the grid certificate
 # runs (below it, the exact walk of the missed neurons is cheaper than its convolutions).
 GRID_MIN_FRACTION = 1 / 256
 # Elements gathered per chunk of the exact path (M × fan-in); bounds its memory.
 GATHER_ELEMENTS = 1 << 21
-
-
-@dataclass
-class LayerStep:
-    """What an engine returns for one hidden layer of a batch.
-
-    ``values``: ``t_max − t`` per neuron (−inf = no spike); ``early`` / ``saturated`` /
-    ``checked``: per-sample counts of neurons that fire before their window, whose activation
-    exceeds the window, and that needed the exact first-crossing computation.
-    """
-
-    values: Tensor
-    early: Tensor
-    saturated: Tensor
-    checked: Tensor
 
 
 def _per_sample(mask: Tensor) -> Tensor:
@@ -44,8 +34,8 @@ def _per_sample(mask: Tensor) -> Tensor:
 
 
 def exact_values(
-    layer: SpikingLayer,
-    x: Tensor,
+    layer: Population,
+    xs: list[Tensor],
     index: Tensor,
     gain: Tensor | None = None,
     *,
@@ -60,29 +50,29 @@ def exact_values(
     ``early_only`` (valid when no input arrives after ``t_min``): only crossings before the
     window are computed — on the inputs that have arrived by then (``x > 0``) — and NaN is
     returned for the others, whose crossing is then the closed form."""
-    aff = layer.affine
-    out = torch.empty(index.numel(), dtype=x.dtype, device=x.device)
+    syn = layer.synapses
+    x0 = xs[0]
+    out = torch.empty(index.numel(), dtype=x0.dtype, device=x0.device)
     if index.numel() == 0:
         return out
-    key, row = aff.patch_keys(index)
+    key, row = syn.patch_keys(index)
     key_sorted, perm = torch.sort(key)
-    fan_in = aff.fan_in
+    fan_in = syn.fan_in
     step = max(1, GATHER_ELEMENTS // max(1, fan_in))
-    w_rows = layer.weight.reshape(layer.weight.shape[0], -1)
     bias_flat = layer.bias.reshape(-1)
     s_flat = layer.S.reshape(-1)
     n_out = layer.num_neurons
     for s in range(0, index.numel(), step):
         sel = perm[s : s + step]
         keys, inverse = torch.unique_consecutive(key_sorted[s : s + step], return_inverse=True)
-        xs, valid = aff.patches(x, keys)
-        order = torch.argsort(xs, dim=1, descending=True)
-        x_sorted = torch.gather(xs, 1, order)
+        vals, valid = syn.patches(xs, keys)
+        order = torch.argsort(vals, dim=1, descending=True)
+        x_sorted = torch.gather(vals, 1, order)
         if early_only:  # inputs with x ≤ 0 act only from t_min on: leave them out
             keep = max(1, int((x_sorted > 0).sum(dim=1).max()))
             x_sorted, order = x_sorted[:, :keep], order[:, :keep]
         mask = torch.gather(valid, 1, order)[inverse]
-        ws = torch.gather(w_rows[row[sel]], 1, order[inverse])
+        ws = torch.gather(syn.weight_rows(row[sel]), 1, order[inverse])
         ws = torch.where(mask, ws, torch.zeros((), dtype=ws.dtype, device=ws.device))
         pos = index[sel] % n_out
         b, leak = bias_flat[pos], 1.0 - s_flat[pos]
@@ -103,15 +93,16 @@ def _perturbed(b: Tensor, S: Tensor, gain: Tensor, B_in: float) -> tuple[Tensor,
 
 
 def model_a_step(
-    layer: SpikingLayer,
-    x: Tensor,
+    layer: Population,
+    xs: list[Tensor],
     z: Tensor,
     *,
     use_exact: bool,
     gain: Tensor | None = None,
     late_possible: bool = True,
-) -> LayerStep:
-    """Model-A step given clipped inputs ``x`` and ``z = W x + b`` (``z`` is consumed).
+) -> PopulationStep:
+    """Model-A step given clipped edge inputs ``xs`` and ``z = b + Σ_e W_e x_e`` (``z`` is
+    consumed).
 
     Certified neurons take ``ReLU(z)``; the others are computed exactly. With ``use_exact``
     False (closed engine) the exact values only feed the certificate counts. ``gain``
@@ -120,18 +111,18 @@ def model_a_step(
     ``late_possible=False`` tells that no input arrives after ``t_min`` (no perturbation),
     which skips the checks for late inputs."""
     B = layer.B
-    late = late_possible and bool((x < 0).any())
+    late = late_possible and any(bool((x < 0).any()) for x in xs)
     bias = leak = None
     if gain is not None:
         bias, leak = _perturbed(layer.bias, layer.S, gain, layer.B_in)
         z = z + (bias - layer.bias)
-        ok = certify_model_a(layer, x, bias) & (leak > 0)
+        ok = certify_model_a(layer, xs, bias) & (leak > 0)
     else:
-        ok = certify_model_a(layer, x, late_ok=True) if late else certify_drive(layer, x)
+        ok = certify_model_a(layer, xs, late_ok=True) if late else certify_drive(layer, xs)
     if not late:
         missed = ok.numel() - int(ok.sum())
         if missed > GRID_MIN_FRACTION * ok.numel():
-            grid_ok = certify_grid(layer, x, z, bias=bias, leak=leak, need=~ok)
+            grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, need=~ok)
             ok |= grid_ok if leak is None else grid_ok & (leak > 0)
     if gain is not None:
         assert leak is not None
@@ -143,17 +134,17 @@ def model_a_step(
         sat = _per_sample(z > B) if float(z.max()) > B else _zeros(z)
         values = z.clamp_min_(0.0)
     if bool(ok.all()):
-        return LayerStep(values, _zeros(values), sat, _zeros(values))
+        return PopulationStep(values, _zeros(values), sat, _zeros(values))
     early = torch.zeros_like(values, dtype=torch.bool)
     index = (~ok).reshape(-1).nonzero().reshape(-1)
-    exact = exact_values(layer, x, index, gain, early_only=not late)
+    exact = exact_values(layer, xs, index, gain, early_only=not late)
     if not late:  # NaN: no crossing before t_min, so the closed form holds
         exact = torch.where(torch.isnan(exact), values.reshape(-1)[index], exact)
     early.view(-1)[index] = exact > B
     if use_exact:
         values = values.clone()
         values.view(-1)[index] = exact
-    return LayerStep(values, _per_sample(early), sat, _per_sample(~ok))
+    return PopulationStep(values, _per_sample(early), sat, _per_sample(~ok))
 
 
 def _zeros(t: Tensor) -> Tensor:

@@ -1,51 +1,56 @@
 """The event engine: what the spiking network really does.
 
-Each hidden neuron's spike is its true first threshold crossing under the model's dynamics
-(layers.py). For model A, neurons proven by a certificate (:mod:`onespike.engines.bounds`: the
-excitatory drive bound, then the grid bound) cross at ``t_max − ReLU(z)`` (the layer's one
-convolution/GEMM); every other neuron — possible early spikes, ``theta ≤ 0``, inputs arriving
-after ``t_min`` — is computed exactly by :func:`~onespike.engines.crossing.first_crossing`.
-Model B integrates its inputs until ``t_min`` and then rises with slope 1, so its spike time
-is ``t_max − z`` clipped to the window, and silence below threshold.
+Each hidden neuron's spike is its true first threshold crossing under its neuron model's
+dynamics (:mod:`onespike.neurons`). For model A, neurons proven by a certificate
+(:mod:`onespike.engines.bounds`: the excitatory drive bound, then the grid bound) cross at
+``t_max − ReLU(z)`` (one convolution/GEMM per edge); every other neuron — possible early
+spikes, ``theta ≤ 0``, inputs arriving after ``t_min`` — is computed exactly by
+:func:`~onespike.engines.crossing.first_crossing`. Model B integrates its inputs until
+``t_min`` and then rises with slope 1, so its spike time is ``t_max − z`` clipped to the
+window, and silence below threshold.
 
-Inputs are values ``x_j = t_min − t_j`` of the layer before (after routing); a neuron only
-integrates from ``t_min − B_in``, so earlier spikes act as if they arrived then
-(``x_j ≤ B_in``).
+State: the values ``v = t_max − t`` of every population. An edge delivers its source's spikes
+``t_j`` at ``t_j + d``; the receiving population sees ``x_j = t_min − (t_j + d)`` (for
+``d = 0``, ``x_j = v_j`` exactly). A neuron only integrates from ``t_min − B_in``, so earlier
+spikes act as if they arrived then (``x_j ≤ B_in``).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from torch import Tensor
 
-from ..layers import SpikingLayer
-from .common import LayerStep, _per_sample, model_a_step
+from .step import PopulationStep
 
-__all__ = ["event_hidden", "event_readout"]
+if TYPE_CHECKING:
+    from ..population import Population
 
-
-def event_hidden(
-    layer: SpikingLayer, v_in: Tensor, gain: Tensor | None = None, *, perturbed: bool = True
-) -> LayerStep:
-    """One hidden layer: ``v_in`` are the routed input values; returns output values.
-    ``gain``: optional per-neuron factor on ``alpha`` (model A robustness studies);
-    ``perturbed=False`` promises that no input arrives after ``t_min``."""
-    aff = layer.affine
-    if layer.neuron == "alpha":
-        x = v_in.clamp(max=layer.B_in)
-        z = aff(x)
-        return model_a_step(layer, x, z, use_exact=True, gain=gain, late_possible=perturbed)
-    # model B: silent inputs (−inf) and late inputs contribute nothing before t_min
-    x = v_in.clamp(0.0, layer.B_in)
-    z = aff(x)
-    B = layer.B
-    sat = z > B
-    neg_inf = torch.full((), float("-inf"), dtype=z.dtype, device=z.device)
-    values = torch.where(z > 0, z.clamp_max(B), neg_inf)
-    zero = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
-    return LayerStep(values, zero, _per_sample(sat), zero.clone())
+__all__ = ["EventEngine", "delayed_values"]
 
 
-def event_readout(layer: SpikingLayer, v_in: Tensor) -> Tensor:
-    """Readout potential at ``t_min``: ``alpha·B_in + Σ_j W_ij (x_j)⁺`` = ``b + W x``."""
-    return layer.affine(v_in.clamp(0.0, layer.B_in))
+def delayed_values(v: Tensor, t_max_source: float, delay: float, t_min: float) -> Tensor:
+    """Values ``x = t_min − (t + d)`` seen by the receiving population for source values
+    ``v = t_max(s) − t`` sent with delay ``d``."""
+    if delay == 0.0:
+        return v
+    return t_min - ((t_max_source - v) + delay)
+
+
+class EventEngine:
+    """Exact dynamics (true first threshold crossings)."""
+
+    name = "event"
+    uses_values = True
+
+    def __init__(self, certify: bool = True) -> None:
+        self.certify = certify
+
+    def hidden(self, pop: Population, xs: list[Tensor], *, gain: Tensor | None,
+               perturbed: bool) -> PopulationStep:
+        clipped = [pop.model.clip_inputs(x, pop.B_in) for x in xs]
+        return pop.model.event_step(pop, clipped, gain=gain, perturbed=perturbed)
+
+    def readout(self, pop: Population, xs: list[Tensor]) -> Tensor:
+        """Readout potential at ``t_min``: ``alpha·B_in + Σ_j W_ij (x_j)⁺`` = ``b + Σ W x``."""
+        return pop.z([x.clamp(0.0, pop.B_in) for x in xs])

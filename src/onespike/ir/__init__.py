@@ -3,8 +3,11 @@
 from .graph import Graph
 from .nodes import (
     AdaptiveAvgPoolNode,
+    AddNode,
     AvgPoolNode,
     BatchNormNode,
+    ClampNode,
+    ConcatNode,
     ConvNode,
     FlattenNode,
     InputNode,
@@ -12,13 +15,19 @@ from .nodes import (
     MaxPoolNode,
     Node,
     OutputNode,
+    PadNode,
     ReLUNode,
+    ScaleNode,
+    SliceNode,
 )
 
 __all__ = [
     "AdaptiveAvgPoolNode",
+    "AddNode",
     "AvgPoolNode",
     "BatchNormNode",
+    "ClampNode",
+    "ConcatNode",
     "ConvNode",
     "FlattenNode",
     "Graph",
@@ -27,5 +36,8 @@ __all__ = [
     "MaxPoolNode",
     "Node",
     "OutputNode",
+    "PadNode",
     "ReLUNode",
+    "ScaleNode",
+    "SliceNode",
 ]

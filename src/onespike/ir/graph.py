@@ -44,42 +44,20 @@ class Graph:
         """Nodes that consume the output of ``name``."""
         return [n for n in self.nodes if name in n.inputs]
 
-    def as_chain(self) -> list[Node]:
-        """Return the nodes as a chain input → … → output.
-
-        Raises :class:`UnsupportedOperationError` at the first node with more than one input or
-        more than one user (residual connections and concatenation are not supported yet).
-        """
+    def check_connected(self) -> None:
+        """Raise :class:`UnsupportedOperationError` for an operation whose result never reaches
+        the output (it would be computed for nothing, or the model has a second output)."""
         if not self.nodes or not isinstance(self.nodes[0], InputNode):
             raise ValueError("graph has no input node")
         if not isinstance(self.nodes[-1], OutputNode):
             raise ValueError("graph has no output node")
-        chain: list[Node] = [self.nodes[0]]
-        current = self.nodes[0]
-        while not isinstance(current, OutputNode):
-            users = self.users(current.name)
-            if len(users) != 1:
-                raise UnsupportedOperationError(
-                    "branching",
-                    current.source,
-                    f"its output is used by {len(users)} operations "
-                    f"({', '.join(u.source for u in users) or 'none'})",
-                    "Only chains are supported; residual connections and concatenation are "
-                    "not supported yet",
-                )
-            nxt = users[0]
-            if len(nxt.inputs) != 1:
-                raise UnsupportedOperationError(
-                    "multi-input operation",
-                    nxt.source,
-                    f"it combines {len(nxt.inputs)} tensors",
-                    "Residual additions and concatenation are not supported yet",
-                )
-            chain.append(nxt)
-            current = nxt
-        if len(chain) != len(self.nodes):
-            extra = [n.source for n in self.nodes if n not in chain]
+        live = {self.nodes[-1].name}
+        for node in reversed(self.nodes):
+            if node.name in live:
+                live.update(node.inputs)
+        dead = [n for n in self.nodes if n.name not in live]
+        if dead:
             raise UnsupportedOperationError(
-                "disconnected operation", extra[0], "it does not lie on the input→output path"
+                "disconnected operation", dead[0].source,
+                "its result does not reach the model's output",
             )
-        return chain

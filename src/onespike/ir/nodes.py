@@ -14,8 +14,11 @@ from torch import Tensor
 
 __all__ = [
     "AdaptiveAvgPoolNode",
+    "AddNode",
     "AvgPoolNode",
     "BatchNormNode",
+    "ClampNode",
+    "ConcatNode",
     "ConvNode",
     "FlattenNode",
     "InputNode",
@@ -23,7 +26,10 @@ __all__ = [
     "MaxPoolNode",
     "Node",
     "OutputNode",
+    "PadNode",
     "ReLUNode",
+    "ScaleNode",
+    "SliceNode",
 ]
 
 
@@ -139,3 +145,51 @@ class AdaptiveAvgPoolNode(Node):
 class FlattenNode(Node):
     """Reshape every sample to ``out_shape`` (a flatten, or any other view of the same data
     order: spike times are unaffected by reshapes)."""
+
+
+@dataclass
+class AddNode(Node):
+    """``y = Σ_k coeffs[k] · inputs[k]`` (``a + b``, ``a - b``, ``torch.add(a, b, alpha=c)``,
+    in-place ``+=``). The same input may appear more than once."""
+
+    coeffs: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ScaleNode(Node):
+    """``y = scale · x + shift`` with Python-number constants (``0.5 * a``, ``a / 4``,
+    ``-a``, ``x - 0.5``)."""
+
+    scale: float = 1.0
+    shift: float = 0.0
+
+
+@dataclass
+class ClampNode(Node):
+    """``y = min(max(x, 0), high)``: a clipped ReLU (``ReLU6``, ``Hardtanh(0, c)``,
+    ``clamp(x, 0, c)``). ``high = inf`` is a plain ReLU written as a clamp."""
+
+    high: float = float("inf")
+
+
+@dataclass
+class ConcatNode(Node):
+    """``torch.cat(inputs, dim)``; ``dim`` counts per-sample dimensions (0 = channels)."""
+
+    dim: int = 0
+
+
+@dataclass
+class SliceNode(Node):
+    """Basic slicing of the per-sample dimensions: ``slices[d] = (start, stop, step)`` with
+    non-negative resolved bounds (``x[:, :, ::2, ::2]``)."""
+
+    slices: tuple[tuple[int, int, int], ...] = ()
+
+
+@dataclass
+class PadNode(Node):
+    """Constant zero padding ``F.pad(x, pad, "constant", 0)``; ``pad`` = (before_0, after_0,
+    before_1, after_1, …) over the per-sample dimensions (0 = channels), non-negative."""
+
+    pad: tuple[int, ...] = ()
