@@ -4,7 +4,7 @@ bias map.
 After folding (:mod:`onespike.fold`), every spiking layer computes ``z = W x + b`` where ``W``
 is a dense matrix or a convolution kernel (any stride, zero padding, dilation, groups) and ``b``
 is a map with the layer's full output shape: zero padding makes the folded bias depend on the
-position (design note §5), so it is stored per position for every layer.
+position (docs/method.md §5), so it is stored per position for every layer.
 """
 
 from __future__ import annotations

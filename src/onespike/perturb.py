@@ -1,4 +1,4 @@
-"""Perturbations of the spiking dynamics (robustness studies, design note §7).
+"""Perturbations of the spiking dynamics (robustness studies, docs/method.md §10).
 
 They act *inside* the simulation, layer by layer, so their effects propagate:
 

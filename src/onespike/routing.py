@@ -3,7 +3,7 @@
 Routing acts on *values* ``v = t_max − t`` of the previous layer (``−inf`` for a neuron that
 never fires, model B). Max pooling of values is the earliest spike of the pooling window; a
 channel with ``sign = −1`` (a batch norm with negative scale folded forward across the pool,
-design note §4) takes the minimum value = the latest spike, which needs every input to fire
+docs/method.md §4) takes the minimum value = the latest spike, which needs every input to fire
 (it fires when its last input has fired, and stays silent if any input is silent).
 Reshapes do not change spike times; slicing (``x[:, :, ::2, ::2]``) passes on the spikes of
 the selected neurons only.

@@ -10,7 +10,7 @@ note §2)::
 A neuron with ``f_i < 0`` on ``[0, B_in]`` does not fire before its window, so it fires at
 ``t_max − ReLU(z_i)``. Three proofs of that, from cheap to less cheap:
 
-* :func:`certify_drive` — the design note's certificate ``b + Σ_j W⁺_ij x_j < B`` (one
+* :func:`certify_drive` — the drive certificate (docs/method.md §7) ``b + Σ_j W⁺_ij x_j < B`` (one
   float32 convolution/GEMM with the positive weights). On trained networks it certifies
   (nearly) every neuron.
 * :func:`certify_grid` — for layers where the first bound misses many neurons (e.g. random

@@ -1,7 +1,7 @@
 """Exact first threshold crossing of model-A neurons (the event engine's slow path).
 
 With ``u = t_min(n) − t`` and ``x_j = t_min(n) − t_j`` (input values, clipped to ``B_in``
-because a neuron only integrates from ``t_min(n−1)``), design note §2 gives exactly
+because a neuron only integrates from ``t_min(n−1)``), docs/method.md §7 gives exactly
 
     V_i(t) − theta_i = G_i · f_i(u),
     f_i(u) = b_i + Σ_j W_ij (x_j − u)⁺ − (1 − S_i) u − B_n,
