@@ -12,7 +12,8 @@ from tests.helpers.nets import random_mlp
 from torch import nn
 
 import onespike
-from onespike.engines.clock import clock_grids, simulate_clock
+from onespike.engines.clock import ClockEngine, clock_grids
+from onespike.simulation import run_simulation
 
 NEURONS = ["alpha", "constant-slope"]
 
@@ -146,8 +147,10 @@ def test_chunks_record_and_options(mlp_data) -> None:
     assert torch.equal(full.output, chunked.output)
     for a, b in zip(full.spike_times, chunked.spike_times):
         assert torch.equal(a, b)
-    # tiny time blocks (network.simulate keeps max_memory for itself: call the engine)
-    small = simulate_clock(snn, x, steps=16, max_memory=1 << 14)
+    # tiny time blocks (network.simulate keeps max_memory for the driver: build the engine)
+    eng = ClockEngine(snn, steps=16, max_memory=1 << 14)
+    small = run_simulation(snn, snn.encode(x), eng, record=False, chunk_size=None,
+                           max_memory=None, progress=False, perturbation=None)
     assert torch.allclose(full.output, small.output, atol=1e-12, rtol=0)
     bare = snn.simulate(x, engine="clock", steps=16, record=False)
     assert bare.spike_times == [] and torch.equal(bare.output, full.output)
