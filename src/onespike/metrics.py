@@ -5,22 +5,28 @@ and each hidden layer; the readout does not spike):
 
 * **spikes**: neurons of ``m`` with a finite spike time. Model A: exactly one per neuron;
   model B: the non-zero activations (a silent neuron has ``t = inf``).
-* **routed spikes**: spikes that leave the routing in front of the next layer ``m+1`` —
-  a max-pool unit forwards only the *first* spike of its pooling window (the last one for a
-  sign-flipped pool channel), so a pooled-away spike is counted as a spike of ``m`` but
-  generates no synaptic event; reshapes forward every spike. Pool units are routing, not
-  neurons: their spikes are reported here and not added to the spike totals.
-* **synaptic events**: ``Σ_p [routed spike at p] · fanout(p)``, with ``fanout(p)`` the number
-  of non-zero synapses from routed position ``p`` into layer ``m+1``
+* **consumer edges**: the network is a DAG; the spikes of ``m`` reach every edge ``e`` whose
+  source is ``m`` (a chain has exactly one, into the next layer).
+* **routed spikes**: spikes that leave the routing of each consumer edge (summed over the
+  edges) — a max-pool unit forwards only the *first* spike of its pooling window (the last
+  one for a sign-flipped pool channel), so a pooled-away spike is counted as a spike of ``m``
+  but generates no synaptic event; reshapes and slices forward every spike they keep. Pool
+  units are routing, not neurons: their spikes are reported here and not added to the spike
+  totals.
+* **synaptic events**: ``Σ_e Σ_p [routed spike at p on e] · fanout_e(p)``, with
+  ``fanout_e(p)`` the number of non-zero synapses of edge ``e`` from routed position ``p``
   (:meth:`~onespike.affine.Affine.fan_out_counts`: zero weights and zero padding excluded).
   Each event is one addition (of ``J_ij`` to a slope).
-* **MACs**: the multiply-accumulates of the (folded) ReLU network's ``W x`` of layer ``m+1``
-  for one sample (:meth:`~onespike.affine.Affine.macs`, zero weights and padding excluded).
-  Summed over all layers including the readout.
+* **MACs**: the multiply-accumulates of the (folded) ReLU network's ``W x`` over the consumer
+  edges of ``m`` for one sample (:meth:`~onespike.affine.Affine.macs`, zero weights and
+  padding excluded). Summed over all layers: every edge of the network once.
+* **delays**: per layer the number of its consumer edges with a delay ``d > 0`` and the
+  largest delay (``tau_c``); totals over every edge of the network.
 * **energy** (estimate): ``E_SNN = events · E_add`` and ``E_ANN = MACs · E_mac`` with
   ``E_add = 0.9 pJ`` and ``E_mac = 4.6 pJ`` by default (32-bit float, 45 nm: M. Horowitz,
   "Computing's energy problem", ISSCC 2014). Memory traffic is not modelled.
-* **latency**: ``t_min(N) = 1 + Σ_hidden B_n`` in units of ``tau_c``.
+* **latency**: the readout's ``t_min`` (the longest path of windows through the DAG;
+  ``1 + Σ_hidden B_n`` for a chain) in units of ``tau_c``.
 
 All per-layer and total numbers are means over the simulated samples.
 """
@@ -35,6 +41,7 @@ import torch
 from torch import Tensor
 
 from .network import SpikingNetwork
+from .population import Population
 from .simulation import SimulationResult
 
 __all__ = ["E_ADD_PJ", "E_MAC_PJ", "LayerStats", "Stats", "measure"]
@@ -49,7 +56,10 @@ E_MAC_PJ = 4.6
 class LayerStats:
     """Costs of one spiking layer's spikes (means per sample).
 
-    ``events`` and ``macs`` belong to the synapses from this layer into ``target``.
+    ``events`` and ``macs`` belong to the synapses from this layer into its consumers
+    ``target`` (comma-separated population names, in topological order); ``edges`` is the
+    number of consumer edges, ``delayed_edges`` those with a delay and ``max_delay`` the
+    largest delay (``tau_c``, 0 without delays).
     """
 
     name: str
@@ -61,6 +71,9 @@ class LayerStats:
     target: str
     events: float
     macs: int
+    edges: int = 1
+    delayed_edges: int = 0
+    max_delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,8 @@ class Stats:
 
     Totals: ``spikes`` / ``neurons`` / ``spikes_per_neuron`` over input and hidden neurons,
     ``events`` (synaptic events), ``macs`` (ANN), ``energy_snn_pj = events · e_add_pj``,
-    ``energy_ann_pj = macs · e_mac_pj``, ``latency`` (tau_c).
+    ``energy_ann_pj = macs · e_mac_pj``, ``latency`` (tau_c), ``edges`` /
+    ``delayed_edges`` / ``max_delay`` over every edge of the network.
     """
 
     layers: list[LayerStats]
@@ -99,6 +113,18 @@ class Stats:
     @property
     def macs(self) -> int:
         return sum(ly.macs for ly in self.layers)
+
+    @property
+    def edges(self) -> int:
+        return sum(ly.edges for ly in self.layers)
+
+    @property
+    def delayed_edges(self) -> int:
+        return sum(ly.delayed_edges for ly in self.layers)
+
+    @property
+    def max_delay(self) -> float:
+        return max((ly.max_delay for ly in self.layers), default=0.0)
 
     @property
     def energy_snn_pj(self) -> float:
@@ -147,6 +173,9 @@ class Stats:
                 "spikes_per_neuron": self.spikes_per_neuron,
                 "events": self.events,
                 "macs": self.macs,
+                "edges": self.edges,
+                "delayed_edges": self.delayed_edges,
+                "max_delay": self.max_delay,
                 "energy_snn_pj": self.energy_snn_pj,
                 "energy_ann_pj": self.energy_ann_pj,
                 "energy_ratio": self.energy_ratio,
@@ -156,16 +185,18 @@ class Stats:
     def format_table(self) -> str:
         """A plain-text table: one row per spiking layer, a total row, energy and latency."""
         head = ("layer", "window [τ_c]", "neurons", "spikes", "spk/neuron", "routed",
-                "→ layer", "syn. events", "ANN MACs")
+                "→ layer", "syn. events", "delayed", "max delay", "ANN MACs")
         rows = [head]
         for ly in self.layers:
             rows.append((
                 ly.name, f"[{ly.window[0]:.3g}, {ly.window[1]:.3g}]", f"{ly.neurons:,}",
                 f"{ly.spikes:,.1f}", f"{ly.spikes_per_neuron:.3f}", f"{ly.routed_spikes:,.1f}",
-                ly.target, f"{ly.events:,.1f}", f"{ly.macs:,}",
+                ly.target, f"{ly.events:,.1f}", f"{ly.delayed_edges}/{ly.edges}",
+                f"{ly.max_delay:.3g}", f"{ly.macs:,}",
             ))
         rows.append(("total", "", f"{self.neurons:,}", f"{self.spikes:,.1f}",
                      f"{self.spikes_per_neuron:.3f}", "", "", f"{self.events:,.1f}",
+                     f"{self.delayed_edges}/{self.edges}", f"{self.max_delay:.3g}",
                      f"{self.macs:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = []
@@ -181,7 +212,9 @@ class Stats:
             f"{_fmt_energy(self.energy_ann_pj)} ({self.macs:,} MACs × {self.e_mac_pj:g} pJ), "
             f"ratio {self.energy_ratio:.3f}"
         )
-        lines.append(f"latency: {self.latency:.4g} τ_c   neuron model: {self.neuron}   "
+        lines.append(f"latency: {self.latency:.4g} τ_c   delayed edges: "
+                     f"{self.delayed_edges} of {self.edges} (max delay {self.max_delay:.4g} "
+                     f"τ_c)   neuron model: {self.neuron}   "
                      f"samples: {self.samples}   engine: {self.engine}")
         return "\n".join(lines)
 
@@ -228,20 +261,35 @@ def measure(
     if len(sim.spike_times) != len(hidden) + 1:
         raise ValueError(f"the simulation has {len(sim.spike_times)} recorded layers; this "
                          f"network has {len(hidden) + 1} spiking layers (input + hidden)")
+    names = sim.layer_names or ["input"] + [p.name for p in hidden]
+    consumers: dict[str, list[tuple[Population, int]]] = {nm: [] for nm in names}
+    for pop in snn.layers:
+        for i, e in enumerate(pop.edges):
+            consumers.setdefault(e.source, []).append((pop, i))
     n = int(sim.spike_times[0].shape[0])
     rows: list[LayerStats] = []
     with torch.no_grad():
-        for m, (times, window) in enumerate(zip(sim.spike_times, sim.windows)):
-            target = snn.layers[m]
-            name = sim.layer_names[m]
+        for times, window, name in zip(sim.spike_times, sim.windows, names):
             neurons = int(times[0].numel()) if n else 0
             fired = torch.isfinite(times)
             t_max = window[1]
             v = torch.where(fired, t_max - times,
                             torch.full_like(times, float("-inf")))
-            routed = torch.isfinite(target.routed(v))
-            fan_out = target.affine.fan_out_counts().to(device=routed.device)
-            ev = (routed.to(fan_out.dtype) * fan_out).sum()
+            ev = 0.0
+            routed_total = 0.0
+            macs = 0
+            delays: list[float] = []
+            targets: list[str] = []
+            for pop, i in consumers.get(name, []):
+                routed = torch.isfinite(pop.route(i, v))
+                aff = pop.edge_affine(i)
+                fan_out = aff.fan_out_counts().to(device=routed.device)
+                ev += float((routed.to(fan_out.dtype) * fan_out).sum())
+                routed_total += float(routed.sum())
+                macs += aff.macs()
+                delays.append(float(pop.edges[i].delay))
+                if pop.name not in targets:
+                    targets.append(pop.name)
             spikes = float(fired.sum()) / n if n else 0.0
             rows.append(LayerStats(
                 name=name,
@@ -249,10 +297,13 @@ def measure(
                 neurons=neurons,
                 spikes=spikes,
                 spikes_per_neuron=spikes / neurons if neurons else 0.0,
-                routed_spikes=float(routed.sum()) / n if n else 0.0,
-                target=target.name,
-                events=float(ev) / n if n else 0.0,
-                macs=target.affine.macs(),
+                routed_spikes=routed_total / n if n else 0.0,
+                target=", ".join(targets),
+                events=ev / n if n else 0.0,
+                macs=macs,
+                edges=len(delays),
+                delayed_edges=sum(1 for d in delays if d > 0),
+                max_delay=max(delays, default=0.0),
             ))
     return Stats(rows, n, snn.neuron, sim.engine, float(snn.latency), float(e_add_pj),
                  float(e_mac_pj))

@@ -5,8 +5,10 @@ global state and no display is needed) and writes a PNG when ``path`` is given. 
 units of the neuron time constant ``tau_c``.
 
 Membrane potentials are reconstructed exactly from the piecewise-linear dynamics (the
-unperturbed model; ``s_j`` are the routed input spike times of the sample, an input arriving
-before ``t_start = t_min(n−1)`` counts from ``t_start``, a silent input never):
+unperturbed model; ``s_j`` are the input spike times of the sample over every incoming edge
+of the population, routed and delayed (``s_j = t_source + d_e``), an input arriving before
+``t_start = t_min − B_in`` counts from ``t_start``, a silent input never; the formulas are the
+neuron model's :meth:`~onespike.neurons.NeuronModel.membrane`):
 
     model A (hidden):  V_i(t) = alpha_i (t − t_start)⁺ + Σ_j J_ij (t − s_j)⁺,   J = G·W
     model B (hidden):  V_i(t) = Σ_j W_ij (min(t, t_min(n)) − s_j)⁺ + (t − t_min(n))⁺
@@ -26,8 +28,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .layers import SpikingLayer
 from .network import SpikingNetwork
+from .neurons import get_neuron
+from .population import Population
 from .simulation import SimulationResult
 
 __all__ = [
@@ -100,26 +103,31 @@ def membrane_potential(
     len(t)). See the module docstring for the formulas; the trajectory is the free one
     (it is not stopped at the spike)."""
     idx = _layer_index(snn, layer)
-    ly: SpikingLayer = snn.layers[idx]  # type: ignore[assignment]
+    ly: Population = snn.layers[idx]  # type: ignore[assignment]
     if not sim.spike_times:
         raise ValueError("the simulation did not record spike times (use record=True)")
-    s = sim.spike_times[idx][sample : sample + 1].to(snn.dtype)
-    s_in = -ly.routed(-s)  # routing commutes with time shifts: first spike of a pool window
-    s_in = s_in.clamp_min(ly.t_start)
-    index = torch.as_tensor(neurons, dtype=torch.long, device=s.device).reshape(-1)
+    names = list(sim.layer_names)
+    index = torch.as_tensor(neurons, dtype=torch.long).reshape(-1)
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= ly.num_neurons):
         raise IndexError(f"neuron indices must be in [0, {ly.num_neurons}) for {ly.name}")
-    xs, ws = ly.affine.gather(s_in, index, fill=float("inf"))  # times and weights (M, K)
-    t = torch.as_tensor(t, dtype=snn.dtype, device=s.device).reshape(-1)
-    model_b = ly.neuron == "constant-slope" and not ly.readout
-    tt = t.clamp(max=ly.t_min) if model_b else t
+    arrivals = []
+    for i, e in enumerate(ly.edges):
+        if e.source not in names:
+            raise ValueError(f"the simulation has no spikes of {e.source!r} (source of "
+                             f"{ly.name}); layers recorded: {', '.join(names)}")
+        s = sim.spike_times[names.index(e.source)][sample : sample + 1].to(snn.dtype)
+        # routing commutes with time shifts (first spike of a pool window), then the delay
+        s_in = -ly.route(i, -s) + e.delay
+        arrivals.append(s_in.clamp_min(ly.t_start))
+    index = index.to(arrivals[0].device)
+    # times and weights over all edges (M, K); padding and silent inputs never arrive
+    xs, ws = ly.synapses.gather(arrivals, index, fill=float("inf"))
+    t = torch.as_tensor(t, dtype=snn.dtype, device=xs.device).reshape(-1)
+    model = get_neuron("alpha") if ly.readout else ly.model  # readout: model A's integrator
+    tt = model.synaptic_time(ly, t)
     ramps = (tt[None, None, :] - xs[:, :, None]).clamp_min(0)  # (M, K, T); inf → 0
     syn = (ws[:, :, None] * ramps).sum(dim=1)
-    alpha = ly.alpha.reshape(-1)[index][:, None]
-    G = ly.G.reshape(-1)[index][:, None]
-    if model_b:
-        return syn + (t - ly.t_min).clamp_min(0)[None, :]
-    return alpha * (t - ly.t_start).clamp_min(0)[None, :] + G * syn
+    return model.membrane(ly, t, syn, index)
 
 
 def readout_potential(snn: SpikingNetwork, sim: SimulationResult, t: Tensor, *,
@@ -183,13 +191,21 @@ def plot_raster(
     return save_figure(fig, path)
 
 
+def _own_times(sim: SimulationResult, name: str) -> Tensor:
+    """Recorded spike times of population ``name`` (looked up in ``sim.layer_names``)."""
+    if name not in sim.layer_names:
+        raise ValueError(f"the simulation has no spikes of {name!r}; layers recorded: "
+                         f"{', '.join(sim.layer_names)}")
+    return sim.spike_times[sim.layer_names.index(name)]
+
+
 def _default_neurons(snn: SpikingNetwork, sim: SimulationResult, idx: int, sample: int,
                      count: int = 4) -> list[int]:
     """A few neurons of the layer that fire inside their window, at spread-out times."""
     ly = snn.layers[idx]
     if ly.readout:
         return list(range(min(count, ly.num_neurons)))
-    t = sim.spike_times[idx + 1][sample].reshape(-1)
+    t = _own_times(sim, ly.name)[sample].reshape(-1)
     inside = ((t >= ly.t_min) & (t < ly.t_max)).nonzero().reshape(-1)
     if inside.numel() == 0:
         return list(range(min(count, ly.num_neurons)))
@@ -223,7 +239,7 @@ def plot_trace(
     chosen = list(neurons) if neurons is not None else _default_neurons(snn, sim, idx, sample)
     t = torch.linspace(ly.t_start, ly.t_max, points, dtype=snn.dtype)
     V = membrane_potential(snn, sim, idx, chosen, t, sample=sample)
-    spikes = sim.spike_times[idx + 1][sample].reshape(-1)
+    spikes = _own_times(sim, ly.name)[sample].reshape(-1)
     theta = ly.theta.reshape(-1)
     fig = Figure(figsize=(8, 1.0 + 2.0 * max(1, len(chosen))), layout="constrained")
     axes = fig.subplots(max(1, len(chosen)), 1, sharex=True, squeeze=False)[:, 0]

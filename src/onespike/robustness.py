@@ -15,10 +15,10 @@ Knobs (:data:`KNOBS`):
 * ``alpha_noise``: model A only, every hidden neuron's ``alpha`` multiplied by a fixed
   ``1 + sigma·N(0, 1)`` (``theta`` and ``J`` keep ``alpha = 1``).
 * ``time_bits``: every spike time rounded to ``2**bits`` levels per window (0 = off).
-* ``weight_bits``: the folded weights of every layer (hidden and readout) quantised
-  symmetrically per layer to integers in ``[−(2^(bits−1) − 1), 2^(bits−1) − 1]`` times the
-  layer's step ``max|W| / (2^(bits−1) − 1)`` (round to nearest; biases, hence thresholds,
-  stay in full precision; 0 = off), then mapped with the original windows
+* ``weight_bits``: the folded weights of every edge (into hidden and readout populations)
+  quantised symmetrically per edge to integers in ``[−(2^(bits−1) − 1), 2^(bits−1) − 1]``
+  times the edge's step ``max|W| / (2^(bits−1) − 1)`` (round to nearest; biases, hence
+  thresholds, stay in full precision; 0 = off), then mapped with the original windows
   (:func:`quantize_weights`).
 
 ``base`` adds a fixed perturbation to every run (e.g. the ``zeta`` sweep under jitter).
@@ -41,11 +41,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .affine import Affine
-from .layers import SpikingLayer
 from .mapping import window_sizes
 from .network import SpikingNetwork
+from .neurons import get_neuron
 from .perturb import Perturbation
+from .population import Population
 from .scale import S_MAX
+from .synapses import Synapses
 
 __all__ = [
     "KNOBS",
@@ -70,80 +72,103 @@ _LABELS = {
 
 
 # -- re-mapped networks ------------------------------------------------------------------------
-def _rebuild(snn: SpikingNetwork, affines: list[Affine], sizes: list[float],
+#: Per population: one Affine per edge (the edges' weights; every Affine carries the bias).
+_EdgeAffines = list[list[Affine]]
+
+
+def _rebuild(snn: SpikingNetwork, affines: _EdgeAffines, sizes: dict[str, float],
              zeta: float, meta: dict[str, Any]) -> SpikingNetwork:
-    """Spiking layers for ``affines`` (one per layer of ``snn``) with hidden windows ``sizes``."""
-    layers: list[SpikingLayer] = []
-    t_min, B_in = 1.0, 1.0
-    hidden = snn.hidden_layers
-    for ly, aff, B in zip(hidden, affines, sizes):
-        layers.append(SpikingLayer(
-            name=ly.name, source=ly.source, affine=aff, routes=ly.routes, neuron=snn.neuron,
-            readout=False, t_min=t_min, t_max=t_min + B, B_in=B_in, X=ly.X,
-            synthetic=ly.synthetic,
+    """Populations for ``affines`` (per population of ``snn``, one per edge; the bias is the
+    first's) with hidden windows ``sizes`` (``B`` per hidden population), the windows mapped
+    over the DAG as :func:`onespike.mapping.build_layers` does: ``t_min = max_s t_max(s)``,
+    ``B_in = max_s B_s``, edge delays ``d = t_min − t_max(s)``."""
+    windows: dict[str, tuple[float, float]] = {"input": (0.0, 1.0)}
+    layers: list[Population] = []
+    for pop, affs in zip(snn.layers, affines):
+        t_min = max(windows[e.source][1] for e in pop.edges)
+        B_in = max(windows[e.source][1] - windows[e.source][0] for e in pop.edges)
+        t_max = t_min if pop.readout else t_min + sizes[pop.name]
+        edges = [dataclasses.replace(e, routes=pop.edge_routes(i),
+                                     delay=t_min - windows[e.source][1])
+                 for i, e in enumerate(pop.edges)]
+        layers.append(Population(
+            name=pop.name, source=pop.source, edges=edges, weights=[a.weight for a in affs],
+            bias=affs[0].bias, neuron=snn.neuron, readout=pop.readout, t_min=t_min,
+            t_max=t_max, B_in=B_in, X=0.0 if pop.readout else pop.X, role=pop.role,
         ))
-        t_min, B_in = t_min + B, B
-    ro = snn.readout
-    layers.append(SpikingLayer(
-        name=ro.name, source=ro.source, affine=affines[-1], routes=ro.routes, neuron=snn.neuron,
-        readout=True, t_min=t_min, t_max=t_min, B_in=B_in, X=0.0, synthetic=ro.synthetic,
-    ))
+        windows[pop.name] = (t_min, t_max)
     return SpikingNetwork(layers, input_shape=snn.input_shape, input_low=snn.input_low,
                           input_high=snn.input_high, output_routes=snn.output_routes,
                           neuron=snn.neuron, zeta=zeta, meta={**snn.meta, **meta})
 
 
-def _affines(snn: SpikingNetwork) -> list[Affine]:
+def _affines(snn: SpikingNetwork) -> _EdgeAffines:
+    """Copies of every edge's affine map (weights and bias cloned), per population."""
     out = []
-    for ly in snn.layers:
-        a = ly.affine
-        out.append(dataclasses.replace(a, weight=a.weight.clone(), bias=a.bias.clone()))
+    for pop in snn.layers:
+        affs = []
+        for i in range(len(pop.edges)):
+            a = pop.edge_affine(i)
+            affs.append(dataclasses.replace(a, weight=a.weight.clone(), bias=a.bias.clone()))
+        out.append(affs)
     return out
 
 
 def rewindow(snn: SpikingNetwork, zeta: float) -> SpikingNetwork:
     """The same network with windows ``B_n = (1 + zeta)·X_n`` (``X_n``: the calibrated maxima
-    stored in each layer) — what converting again with ``zeta`` gives. ``zeta > −1``."""
-    sizes = window_sizes([ly.X for ly in snn.hidden_layers], zeta)
-    return _rebuild(snn, _affines(snn), sizes, zeta, {"rewindowed_zeta": zeta})
+    stored in each population), re-mapped over the DAG (start times and edge delays follow)
+    — what converting again with ``zeta`` gives. ``zeta > −1``."""
+    hidden = snn.hidden_layers
+    sizes = window_sizes([ly.X for ly in hidden], zeta)
+    return _rebuild(snn, _affines(snn), {ly.name: B for ly, B in zip(hidden, sizes)}, zeta,
+                    {"rewindowed_zeta": zeta})
 
 
 def quantize_weights(snn: SpikingNetwork, bits: int) -> SpikingNetwork:
-    """The network with every layer's folded weights quantised to ``bits`` bits.
+    """The network with every edge's folded weights quantised to ``bits`` bits.
 
-    Per layer ``l``: ``q = 2^(bits−1) − 1``, ``step_l = max|W_l| / q``,
-    ``W'_l = step_l · round(W_l / step_l)`` (``2q + 1`` symmetric levels, zero kept exactly);
-    biases unchanged; the windows of ``snn`` are kept. Model A needs ``S_i = Σ_j W'_ij < 1``:
-    a hidden channel whose quantised ``S`` exceeds 0.99 is rescaled as in the conversion's
-    scaling step (incoming weights and bias ×f, the next layer's weights from it ×1/f,
-    ``f = 0.99 / S``) — this does not change the quantised ReLU network's function, but those
-    weights are then ``f``-multiples of the grid. ``bits ≥ 2``.
+    Per edge ``e`` (a chain layer has one): ``q = 2^(bits−1) − 1``, ``step_e = max|W_e| / q``,
+    ``W'_e = step_e · round(W_e / step_e)`` (``2q + 1`` symmetric levels, zero kept exactly);
+    biases unchanged; the windows of ``snn`` are kept. Model A needs ``S_i = Σ_j W'_ij < 1``
+    (over all edges): a hidden channel whose quantised ``S`` exceeds 0.99 is rescaled as in
+    the conversion's scaling step (incoming weights on every edge and bias ×f, the weights
+    from it on every consumer edge ×1/f, ``f = 0.99 / S``) — this does not change the
+    quantised ReLU network's function, but those weights are then ``f``-multiples of the
+    grid. ``bits ≥ 2``.
     """
     if not isinstance(bits, int) or bits < 2:
         raise ValueError(f"weight bits must be an integer >= 2, got {bits!r}")
     q = 2 ** (bits - 1) - 1
     affines = _affines(snn)
-    for a in affines:
-        m = float(a.weight.abs().max()) if a.weight.numel() else 0.0
-        if m > 0:
-            step = m / q
-            a.weight = torch.round(a.weight / step) * step
+    for affs in affines:
+        for a in affs:
+            m = float(a.weight.abs().max()) if a.weight.numel() else 0.0
+            if m > 0:
+                step = m / q
+                a.weight = torch.round(a.weight / step) * step
     rescaled = 0
-    if snn.neuron == "alpha":
-        for n in range(len(snn.hidden_layers)):
-            a = affines[n]
-            s = a.fan_in_sum()
+    if get_neuron(snn.neuron).needs_scaling:
+        pops = list(snn.layers)
+        for n, pop in enumerate(pops):
+            if pop.readout:
+                continue
+            affs = affines[n]
+            s = Synapses(affs).fan_in_sum()
             s_ch = s.reshape(s.shape[0], -1).amax(dim=1)
             f = torch.where(s_ch > S_MAX, S_MAX / s_ch, torch.ones_like(s_ch))
             if bool((f == 1).all()):
                 continue
             rescaled += int((f != 1).sum())
-            a.scale_output(f)
-            fmap = f.reshape((-1,) + (1,) * (len(a.out_shape) - 1)).expand(a.out_shape)[None]
-            nxt = snn.layers[n + 1]
-            fmap = nxt.routed(fmap.contiguous())
-            affines[n + 1].scale_input(1.0 / fmap[0])
-    sizes = [ly.B for ly in snn.hidden_layers]
+            for a in affs:
+                a.scale_output(f)
+            out_shape = tuple(affs[0].out_shape)
+            fmap = f.reshape((-1,) + (1,) * (len(out_shape) - 1)).expand(out_shape)[None]
+            for m, nxt in enumerate(pops):
+                for i, e in enumerate(nxt.edges):
+                    if e.source == pop.name:
+                        routed = nxt.route(i, fmap.contiguous())
+                        affines[m][i].scale_input(1.0 / routed[0])
+    sizes = {ly.name: ly.B for ly in snn.hidden_layers}
     return _rebuild(snn, affines, sizes, snn.zeta,
                     {"weight_bits": bits, "weight_bits_rescaled_channels": rescaled})
 
