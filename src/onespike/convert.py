@@ -125,6 +125,12 @@ def convert(
     input_shape = graph.nodes[0].out_shape
     low = _range_map(input_range[0], input_shape, dtype, device, "low")
     high = _range_map(input_range[1], input_shape, dtype, device, "high")
+    if not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):
+        raise ValueError(
+            f"input_range must be finite, got {input_range}: the input is encoded as spike "
+            "times t = 1 − (x − low)/(high − low), which needs finite bounds; give the range "
+            "the data really take (e.g. (0, 1) for pixels, or the normalised bounds)"
+        )
     if not bool((high > low).all()):
         raise ValueError(f"input_range must have high > low everywhere, got {input_range}")
 

@@ -37,6 +37,7 @@ Every edge's realisation is checked against the operations it replaces on a prob
 from __future__ import annotations
 
 import itertools
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -385,9 +386,9 @@ def _compose(a: _ConvSpec, b: _ConvSpec) -> _ConvSpec:
     ext = [a.dilation[d] * (ka[d] - 1) + 1 + a.stride[d] * b.dilation[d] * (kb[d] - 1)
            for d in range(dims)]
     w = a.weight.new_zeros((b.weight.shape[0], a.weight.shape[1], *ext))
-    for pb in torch.cartesian_prod(*[torch.arange(k) for k in kb]).reshape(-1, dims).tolist():
+    for pb in itertools.product(*[range(int(k)) for k in kb]):
         wb = b.weight[(slice(None), slice(None), *pb)]  # (O, J)
-        for pa in torch.cartesian_prod(*[torch.arange(k) for k in ka]).reshape(-1, dims).tolist():
+        for pa in itertools.product(*[range(int(k)) for k in ka]):
             m = tuple(pa[d] * a.dilation[d] + a.stride[d] * b.dilation[d] * pb[d]
                       for d in range(dims))
             wa = a.weight[(slice(None), slice(None), *pa)]  # (J, I)

@@ -18,6 +18,18 @@ __all__ = ["SpikingNetwork"]
 _RANGE_TOL = 1e-9
 
 
+def range_tolerance(dtype: torch.dtype, low: Tensor, high: Tensor) -> float:
+    """How far (in units of the normalised input ``x̂``) an input may lie outside the declared
+    range and still count as inside: rounding of data normalised in ``dtype``
+    (``(x − m)/s`` in float32 is off by a few float32 ulps of the bounds), at least 1e-9."""
+    if not dtype.is_floating_point:
+        return _RANGE_TOL
+    eps = torch.finfo(dtype).eps
+    span = float((high - low).min())
+    scale = max(1.0, float(low.abs().max()), float(high.abs().max()))
+    return max(_RANGE_TOL, 16.0 * eps * scale / span)
+
+
 class SpikingNetwork(nn.Module):
     """A single-spike network equivalent to a ReLU network.
 
@@ -117,6 +129,7 @@ class SpikingNetwork(nn.Module):
                 f"{name} has shape {tuple(x.shape)}; the network expects (batch, "
                 f"{', '.join(map(str, self.input_shape))})"
             )
+        in_dtype = x.dtype
         if not x.is_floating_point():
             x = x.to(self.dtype)
         bad = ~torch.isfinite(x)
@@ -130,14 +143,16 @@ class SpikingNetwork(nn.Module):
         xhat = (x - self.input_low) / (self.input_high - self.input_low)
         if not clip and x.numel():
             lo, hi = float(xhat.min()), float(xhat.max())
-            if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL:
+            tol = range_tolerance(in_dtype, self.input_low, self.input_high)
+            if lo < -tol or hi > 1 + tol:
                 low = x.new_tensor(float(self.input_low.min()))
                 high = x.new_tensor(float(self.input_high.max()))
                 raise InputRangeError(
-                    f"{name} has values in [{float(x.min()):.6g}, {float(x.max()):.6g}] "
-                    f"outside the declared input_range (per element [{float(low):.6g}, "
-                    f"{float(high):.6g}] at the widest; normalised min {lo:.6g}, max "
-                    f"{hi:.6g}). Pass clip=True to clip inputs to the range, or convert "
+                    f"{name} has values in [{float(x.min()):.10g}, {float(x.max()):.10g}] "
+                    f"outside the declared input_range (per element [{float(low):.10g}, "
+                    f"{float(high):.10g}] at the widest; normalised min {lo:.10g}, max "
+                    f"{hi:.10g}, tolerance {tol:.3g} for {str(in_dtype).replace('torch.', '')} "
+                    "inputs). Pass clip=True to clip inputs to the range, or convert "
                     "with a wider input_range"
                 )
         return xhat.clamp(0.0, 1.0)

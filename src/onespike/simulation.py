@@ -142,7 +142,7 @@ def run_simulation(
     gains: dict[str, Tensor | None] = {}
     if perturb:
         assert perturbation is not None
-        if perturbation.alpha_noise > 0 and network.neuron != "alpha":
+        if perturbation.alpha_noise > 0 and not network.layers[0].model.has_alpha:
             raise ValueError("alpha noise applies to model A (neuron='alpha') only")
         gen = perturbation.generator(network.device)
         for pop in network.hidden_layers:

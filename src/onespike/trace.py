@@ -233,6 +233,14 @@ def validate_and_trace(model: nn.Module) -> torch.fx.GraphModule:
     Raises :class:`UnsupportedOperationError` naming the operation and its module path / graph
     node, without running the model on any data.
     """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UnsupportedOperationError(
+            "TorchScript module", type(model).__name__,
+            "a torch.jit.script/trace object has no Python forward that torch.fx can trace",
+            "Pass the original nn.Module; for a scripted nn.Sequential saved as .pt, "
+            "onespike.rebuild.from_torchscript(path) (used by `onespike convert --model net.pt`) "
+            "rebuilds it from nn layers",
+        )
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for path, mod in model.named_modules():

@@ -37,6 +37,7 @@ class AlphaNeuron(NeuronModel):
     name = "alpha"
     zero_spikes = True
     needs_scaling = True
+    has_alpha = True
 
     def _hidden_parameters(self, S: Tensor, b: Tensor, B: float, B_in: float,
                            name: str) -> dict[str, Tensor]:

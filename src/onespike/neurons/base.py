@@ -23,6 +23,8 @@ class NeuronModel:
     zero_spikes: bool = True
     #: whether the weight scaling step (``S < 1``) is needed
     needs_scaling: bool = False
+    #: whether hidden neurons have a constant input current ``alpha`` (alpha-noise studies)
+    has_alpha: bool = False
 
     def parameters(self, S: Tensor, b: Tensor, B: float, B_in: float, *, readout: bool,
                    name: str = "") -> dict[str, Tensor]:

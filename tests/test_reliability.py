@@ -1,0 +1,135 @@
+"""Issue-10 defects in the conversion core: each test fails on the release before the fix."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import onespike
+from onespike import InputRangeError, UnsupportedOperationError
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+
+
+def test_non_finite_input_range_refused() -> None:
+    x = torch.rand(8, 1, 4, 4)
+    with pytest.raises(ValueError, match="finite"):
+        onespike.convert(_mlp(), x, input_range=(0.0, float("inf")), progress=False)
+    with pytest.raises(ValueError, match="finite"):
+        onespike.convert(_mlp(), x, input_range=(float("nan"), 1.0), progress=False)
+
+
+def test_nan_output_makes_the_certificate_not_exact() -> None:
+    x = torch.rand(4, 1, 4, 4)
+    snn = onespike.convert(_mlp(), x, progress=False)
+    with torch.no_grad():
+        snn.readout.edge0_weight[0, 0] = float("nan")
+    sim = snn.simulate(x)
+    assert not sim.certificate.exact
+    assert sim.certificate.nonfinite > 0
+    assert "NaN" in str(sim.certificate)
+
+
+@pytest.mark.parametrize(("mean", "std"), [(0.2860, 0.3530), (0.1307, 0.3081),
+                                           (0.485, 0.229)])
+def test_float32_normalised_data_within_its_rounding(mean: float, std: float) -> None:
+    """(x - m)/s in float32 lies a few float32 ulps outside ((0 - m)/s, (1 - m)/s)."""
+    torch.manual_seed(1)
+    raw = torch.rand(64, 1, 4, 4)
+    raw[0, 0, 0, 0], raw[0, 0, 0, 1] = 0.0, 1.0
+    x = (raw - mean) / std  # float32
+    low, high = (0 - mean) / std, (1 - mean) / std
+    snn = onespike.convert(_mlp(), x, input_range=(low, high), progress=False)
+    out = snn.simulate(x).output
+    ref = _mlp().double()(x.double())
+    assert float((out - ref).abs().max()) < 1e-5  # float32 data: the model sees the same x
+    with pytest.raises(InputRangeError, match=r"\d\.\d{6,}"):
+        snn.simulate(x * 1.01)  # a real violation still raises, with enough digits
+
+
+def test_convert_leaves_the_global_random_state_alone() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                          nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8, 2)).eval()
+    x = torch.rand(4, 1, 4, 4)
+    state = torch.get_rng_state()
+    onespike.convert(model, x, progress=False)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_perturbed_results_do_not_depend_on_the_chunk_size() -> None:
+    x = torch.rand(20, 1, 4, 4)
+    snn = onespike.convert(_mlp(), x, progress=False)
+    p = onespike.Perturbation(jitter=0.05, alpha_noise=0.05, seed=3)
+    one = snn.simulate(x, perturbation=p, chunk_size=20)
+    many = snn.simulate(x, perturbation=p, chunk_size=3)
+    assert torch.equal(one.output, many.output)
+    for a, b in zip(one.spike_times, many.spike_times):
+        assert torch.equal(a, b)
+
+
+def test_torchscript_object_gets_a_fitting_hint() -> None:
+    scripted = torch.jit.script(_mlp())
+    with pytest.raises(UnsupportedOperationError, match="original nn.Module"):
+        onespike.convert(scripted, torch.rand(2, 1, 4, 4), progress=False)
+
+
+@pytest.mark.parametrize("form", ["shift", "affine_input", "maximum", "clamp_min"])
+def test_linear_and_relu_in_disguise_convert(form: str) -> None:
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 6)
+            self.b = nn.Linear(6, 2)
+
+        def forward(self, x):
+            if form == "affine_input":
+                x = (x - 0.5) / 0.25
+            h = self.a(x)
+            if form == "maximum":
+                h = torch.maximum(h, torch.zeros_like(h))
+            elif form == "clamp_min":
+                h = h.clamp(min=0)
+            else:
+                h = torch.relu(h)
+            if form == "shift":
+                h = h + 0.5
+            return self.b(h)
+
+    torch.manual_seed(2)
+    m = M().double().eval()
+    x = torch.rand(16, 4, dtype=torch.float64)
+    snn = onespike.convert(m, x, progress=False)
+    assert float((snn(x) - m(x)).abs().max()) < 1e-10
+
+
+def test_meta_default_device_catches_tensors_created_without_a_device() -> None:
+    """Conversion and simulation create every tensor where the model's tensors live."""
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.BatchNorm2d(3), nn.Conv2d(3, 2, 3, padding=1),
+                          nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(2, 2)).eval()
+    x = torch.rand(4, 1, 4, 4)
+    torch.set_default_device("meta")
+    try:
+        snn = onespike.convert(model, x, progress=False)
+        out = snn.simulate(x).output
+    finally:
+        torch.set_default_device(None)
+    assert out.device.type == "cpu"
+    assert float((out - model.double()(x.double())).abs().max()) < 1e-10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_smoke() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(48, 2)).eval().cuda()
+    x = torch.rand(4, 1, 4, 4, device="cuda")
+    snn = onespike.convert(model, x, progress=False)
+    sim = snn.simulate(x)
+    assert sim.output.device.type == "cuda" and sim.certificate.exact
+    ref = model.double()(x.double())
+    assert float((sim.output - ref).abs().max()) < 1e-9
