@@ -74,7 +74,7 @@ def test_perturbed_results_do_not_depend_on_the_chunk_size() -> None:
 
 def test_torchscript_object_gets_a_fitting_hint() -> None:
     scripted = torch.jit.script(_mlp())
-    with pytest.raises(UnsupportedOperationError, match="original nn.Module"):
+    with pytest.raises(UnsupportedOperationError, match=r"original nn\.Module"):
         onespike.convert(scripted, torch.rand(2, 1, 4, 4), progress=False)
 
 

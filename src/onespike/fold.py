@@ -37,7 +37,6 @@ Every edge's realisation is checked against the operations it replaces on a prob
 from __future__ import annotations
 
 import itertools
-import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
