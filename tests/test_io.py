@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as st_save
+from tests.helpers import dag_nets
 from torch import nn
 
 import onespike
@@ -219,9 +220,9 @@ def test_extra_tensor(saved, tmp_path) -> None:
 
 def test_wrong_shape_and_dtype(saved, tmp_path) -> None:
     tensors = load_file(str(saved))
-    tensors["layers.0.weight"] = tensors["layers.0.weight"][:2].contiguous()
+    tensors["layers.0.edge0_weight"] = tensors["layers.0.edge0_weight"][:2].contiguous()
     _fails(_rewrite(saved, tmp_path / "shape.onespike", tensors=tensors), "shape",
-           "layers.0.weight")
+           "layers.0.edge0_weight")
     tensors = load_file(str(saved))
     tensors["layers.0.G"] = tensors["layers.0.G"].float()
     _fails(_rewrite(saved, tmp_path / "dtype.onespike", tensors=tensors), "dtype",
@@ -231,8 +232,8 @@ def test_wrong_shape_and_dtype(saved, tmp_path) -> None:
 def test_consistent_but_wrong_description(saved, tmp_path) -> None:
     """Manifest and tensors agree, digest is valid, but the description is inconsistent."""
     doc = _doc(saved)
-    doc["layers"][0]["kind"] = "linear"
-    doc["layers"][0]["in_shape"] = [7]
+    doc["layers"][0]["edges"][0]["kind"] = "linear"
+    doc["layers"][0]["edges"][0]["in_shape"] = [7]
     _fails(_rewrite(saved, tmp_path / "geo.onespike", doc=doc), "inconsistent")
     doc = _doc(saved)
     del doc["layers"][1]["t_min"]
@@ -240,6 +241,123 @@ def test_consistent_but_wrong_description(saved, tmp_path) -> None:
     doc = _doc(saved)
     doc["neuron"] = "izhikevich"
     _fails(_rewrite(saved, tmp_path / "neuron.onespike", doc=doc), "neuron")
+
+
+def _resaved(saved: Path, tmp_path: Path, name: str, edit) -> Path:
+    doc = _doc(saved)
+    edit(doc)
+    return _rewrite(saved, tmp_path / f"{name}.onespike", doc=doc)
+
+
+def test_v2_description_defects(saved, tmp_path) -> None:
+    """Version-2 fields: route types, edge sources, delays, shapes that must chain."""
+    def route_type(doc):
+        doc["layers"][1]["edges"][0]["routes"][0]["type"] = "avgpool"
+    _fails(_resaved(saved, tmp_path, "rtype", route_type), "inconsistent",
+           "unknown route type 'avgpool'")
+
+    def later_source(doc):
+        doc["layers"][0]["edges"][0]["source"] = doc["layers"][1]["name"]
+    _fails(_resaved(saved, tmp_path, "later", later_source), "inconsistent",
+           "neither 'input' nor an earlier population")
+
+    def unknown_source(doc):
+        doc["layers"][1]["edges"][0]["source"] = "nowhere"
+    _fails(_resaved(saved, tmp_path, "nowhere", unknown_source), "'nowhere'")
+
+    def self_source(doc):
+        doc["layers"][1]["edges"][0]["source"] = doc["layers"][1]["name"]
+    _fails(_resaved(saved, tmp_path, "self", self_source), "earlier population")
+
+    def negative_delay(doc):
+        doc["layers"][1]["edges"][0]["delay"] = -0.25
+    _fails(_resaved(saved, tmp_path, "delay", negative_delay), "negative delay")
+
+    def nan_delay(doc):
+        doc["layers"][1]["edges"][0]["delay"] = "soon"
+    _fails(_resaved(saved, tmp_path, "nandelay", nan_delay), "delay", "finite number")
+
+    def route_in_shape(doc):
+        doc["layers"][1]["edges"][0]["routes"][0]["in_shape"] = [4, 9, 9]
+    _fails(_resaved(saved, tmp_path, "rshape", route_in_shape), "route 0 expects input")
+
+    def edge_in_shape(doc):
+        doc["layers"][2]["edges"][0]["in_shape"] = [25]
+    _fails(_resaved(saved, tmp_path, "eshape", edge_in_shape), "in_shape")
+
+    def out_shape(doc):
+        doc["layers"][0]["out_shape"] = [4, 8, 9]
+    _fails(_resaved(saved, tmp_path, "oshape", out_shape), "bias shape")
+
+    def no_edges(doc):
+        doc["layers"][0]["edges"] = []
+    _fails(_resaved(saved, tmp_path, "noedges", no_edges), "no incoming edges")
+
+    def extra_edge(doc):
+        doc["layers"][2]["edges"].append(dict(doc["layers"][2]["edges"][0]))
+    _fails(_resaved(saved, tmp_path, "extraedge", extra_edge), "edge 1",
+           "no weight tensor layers.2.edge1_weight")
+
+    def unsigned(doc):
+        doc["layers"][1]["edges"][0]["routes"][0]["signed"] = False
+    _fails(_resaved(saved, tmp_path, "unsigned", unsigned), "sign")
+
+    def duplicate(doc):
+        doc["layers"][1]["name"] = doc["layers"][0]["name"]
+    _fails(_resaved(saved, tmp_path, "dup", duplicate), "used twice")
+
+    def no_role(doc):
+        del doc["layers"][0]["role"]
+    _fails(_resaved(saved, tmp_path, "role", no_role), "missing field", "role")
+
+
+def test_same_network_same_bytes(snn, tmp_path) -> None:
+    """Saving twice (and saving the loaded copy) gives identical bytes; the safetensors
+    header and its metadata map have sorted keys."""
+    a = onespike.save(snn, tmp_path / "a.onespike").read_bytes()
+    b = onespike.save(snn, tmp_path / "b.onespike").read_bytes()
+    assert a == b
+    c = onespike.save(onespike.load(tmp_path / "a.onespike"), tmp_path / "c.onespike")
+    assert c.read_bytes() == a
+    (n,) = struct.unpack("<Q", a[:8])
+    header = json.loads(a[8:8 + n])
+    assert list(header) == sorted(header)
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    text = header["__metadata__"]["onespike"]
+    assert text == json.dumps(json.loads(text), sort_keys=True)
+
+
+def _residual_net() -> nn.Module:
+    """torchvision-style stem + BasicBlock (identity shortcut) + stride-2 BasicBlock with a
+    1x1-conv + BN projection shortcut + global pool + fc."""
+    torch.manual_seed(3)
+    body = nn.Sequential(dag_nets.BasicBlock(4, 4),
+                         dag_nets.BasicBlock(4, 6, stride=2,
+                                             downsample=dag_nets._projection(4, 6, 2)))
+    model = dag_nets._Stem(2, 4, body, 6, num_classes=3)
+    dag_nets.randomize_bn(model)
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("neuron", ["alpha", "constant-slope"])
+def test_round_trip_residual(neuron, tmp_path) -> None:
+    x = torch.rand(16, 2, 8, 8, generator=torch.Generator().manual_seed(4),
+                   dtype=torch.float64)
+    net = onespike.convert(_residual_net(), x, neuron=neuron, progress=False)
+    assert any(len(p.edges) > 1 for p in net.layers), "a residual sum expected"
+    shortcuts = [e.origin for p in net.layers for e in p.edges if e.delay > 0]
+    assert "identity" in shortcuts and any("downsample" in o for o in shortcuts), shortcuts
+    loaded = onespike.load(onespike.save(net, tmp_path / "res.onespike"))
+    _assert_identical(net, loaded, x)
+    sa, sb = net.summary(), loaded.summary()
+    assert sa == sb
+    assert [[e["delay"] for e in ly["edges"]] for ly in sb["layers"]] == \
+        [[e.delay for e in p.edges] for p in net.layers]
+    assert [[e["source"] for e in ly["edges"]] for ly in sb["layers"]] == \
+        [[e.source for e in p.edges] for p in net.layers]
+    assert [p.role for p in loaded.layers] == [p.role for p in net.layers]
+    assert [[e.origin for e in p.edges] for p in loaded.layers] == \
+        [[e.origin for e in p.edges] for p in net.layers]
 
 
 def test_not_a_onespike_file(tmp_path) -> None:

@@ -431,7 +431,9 @@ def _build_population(i: int, d: dict[str, Any], tensors: dict[str, Tensor],
     if name in shapes:
         raise ValueError(f"{where}: the name is used twice (or is 'input')")
     out_shape = _int_tuple(d["out_shape"])
-    bias = tensors[prefix + "bias"]
+    bias = tensors.get(prefix + "bias")
+    if bias is None:
+        raise ValueError(f"{where}: no bias tensor {prefix}bias")
     if tuple(bias.shape) != out_shape:
         raise ValueError(f"{where}: bias shape {list(bias.shape)} does not match out_shape "
                          f"{list(out_shape)}")
@@ -452,7 +454,9 @@ def _build_population(i: int, d: dict[str, Any], tensors: dict[str, Tensor],
                              "population")
         if e.delay < 0:
             raise ValueError(f"{ew}: negative delay {e.delay!r}")
-        weight = tensors[f"{prefix}edge{k}_weight"]
+        weight = tensors.get(f"{prefix}edge{k}_weight")
+        if weight is None:
+            raise ValueError(f"{ew}: no weight tensor {prefix}edge{k}_weight")
         _check_edge(ew, e, weight, out_shape, shapes[e.source])
         edges.append(e)
         weights.append(weight)
