@@ -127,3 +127,101 @@ def test_table_dict_merge_and_errors() -> None:
     assert merged.samples == 2 and merged.events == st.events and merged.spikes == st.spikes
     with pytest.raises(ValueError, match="record"):
         measure(snn, snn.simulate(X_MLP, record=False))
+
+
+class _Residual(nn.Module):
+    """conv-bn-relu → conv-bn + identity → relu → flatten → linear (a two-edge population)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(2)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(2)
+        self.fc = nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn1(self.conv1(x)))
+        return self.fc(torch.flatten(torch.relu(self.bn2(self.conv2(h)) + x), 1))
+
+
+def _residual() -> nn.Module:
+    torch.manual_seed(3)
+    model = _Residual().eval()
+    with torch.no_grad():  # zero taps and synapses: they must not count
+        model.conv1.weight[0, 1, 1, :] = 0.0
+        model.conv2.weight[1, 0, :, 2] = 0.0
+        model.fc.weight[:, ::5] = 0.0
+    return model
+
+
+def _brute_events(pop: onespike.Population, i: int, spiked: torch.Tensor) -> int:
+    """Events of edge ``i`` of ``pop`` for one sample's spike mask of its source, by loops
+    over every synapse (routes: reshapes only)."""
+    e = pop.edges[i]
+    w = pop.edge_weight(i)
+    s = spiked.reshape(e.in_shape)
+    if e.kind == "linear":
+        s = s.reshape(-1)
+        return sum(int(w[o, j] != 0) for o in range(w.shape[0]) for j in range(w.shape[1])
+                   if bool(s[j]))
+    assert e.dims == 2
+    _, h_out, w_out = pop.out_shape
+    per_group = w.shape[0] // e.groups  # output channels per group (identity: depthwise)
+    count = 0
+    for co in range(w.shape[0]):
+        for y in range(h_out):
+            for x in range(w_out):
+                for ci in range(w.shape[1]):
+                    for ky in range(w.shape[2]):
+                        for kx in range(w.shape[3]):
+                            iy = y * e.stride[0] + ky * e.dilation[0] - e.pad[0]
+                            ix = x * e.stride[1] + kx * e.dilation[1] - e.pad[2]
+                            if not (0 <= iy < e.in_shape[1] and 0 <= ix < e.in_shape[2]):
+                                continue
+                            c = (co // per_group) * w.shape[1] + ci
+                            if w[co, ci, ky, kx] != 0 and bool(s[c, iy, ix]):
+                                count += 1
+    return count
+
+
+@pytest.mark.parametrize("neuron", ["alpha", "constant-slope"])
+def test_residual_events_delays_and_macs_brute_force(neuron: str) -> None:
+    g = torch.Generator().manual_seed(1)
+    calib = torch.rand(24, 2, 4, 4, generator=g)
+    snn = onespike.convert(_residual(), calib, neuron=neuron, progress=False)
+    skip = snn.population("layer2")
+    assert sorted(e.source for e in skip.edges) == ["input", "layer1"]
+    x = calib[:3].clone()
+    x[0, :, :2] = 0.0  # silent inputs for model B
+    sim = snn.simulate(x)
+    st = measure(snn, sim)
+    assert [ly.name for ly in st.layers] == ["input", "layer1", "layer2"]
+    assert st.layers[0].target == "layer1, layer2"
+    names = sim.layer_names
+    expected = {nm: 0 for nm in names}
+    macs = {nm: 0 for nm in names}
+    for pop in snn.layers:
+        for i, e in enumerate(pop.edges):
+            spiked = torch.isfinite(sim.spike_times[names.index(e.source)])
+            for b in range(x.shape[0]):
+                expected[e.source] += _brute_events(pop, i, spiked[b])
+            macs[e.source] += _brute_events(pop, i, torch.ones(e.in_shape, dtype=torch.bool))
+    for ly in st.layers:
+        assert ly.events == pytest.approx(expected[ly.name] / x.shape[0]), ly.name
+        assert ly.macs == macs[ly.name], ly.name
+    assert st.macs == snn.summary()["synapses"]
+    if neuron == "constant-slope":
+        assert st.layers[1].spikes < st.layers[1].neurons  # really sparse
+    # delays: the skip edge input → layer2 waits for layer1's window
+    d = next(e.delay for e in skip.edges if e.source == "input")
+    assert d == pytest.approx(snn.population("layer1").B) and d > 0
+    assert (st.layers[0].edges, st.layers[0].delayed_edges) == (2, 1)
+    assert st.layers[0].max_delay == d
+    assert [ly.delayed_edges for ly in st.layers[1:]] == [0, 0]
+    assert (st.edges, st.delayed_edges, st.max_delay) == (4, 1, d)
+    assert st.max_delay == snn.summary()["max_delay"]
+    assert st.latency == snn.readout.t_min
+    tot = json.loads(json.dumps(st.as_dict()))["totals"]
+    assert (tot["delayed_edges"], tot["max_delay"], tot["edges"]) == (1, d, 4)
+    assert "delayed" in st.format_table() and "max delay" in st.format_table()
