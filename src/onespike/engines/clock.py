@@ -17,7 +17,8 @@ own window. Forward Euler steps
 (``clock_current`` of the neuron model, :mod:`onespike.neurons`), where ``s_j`` are the
 (routed: first spike of each max-pool window) input spike times of every edge ``e``, sent at
 ``t_j`` and arriving at ``t_j + d_e``, as *registered* on the receiving grid: an input
-arriving at ``s`` is seen from the first grid point ``≥ s`` on. The synaptic sum is one
+arriving at ``s`` is seen from the first grid point ``≥ s`` on (for ``d_e ≠ 0`` up to a few
+ulps: ``t_j + d_e`` that misses a grid point by rounding registers there). The synaptic sum is one
 GEMM/convolution per edge of the 0/1 arrival indicator per time step (time steps are batched
 into blocks; after the last input has arrived the current is constant and is not recomputed).
 
@@ -111,10 +112,10 @@ def clock_grids(
     return grids
 
 
-def _register(s: Tensor, grid: Tensor) -> Tensor:
-    """Spike times ``s`` as seen on ``grid``: the first grid point ``≥ s`` (the first point for
-    spikes before the grid, ``+inf`` for spikes after it or no spike)."""
-    idx = torch.searchsorted(grid, s.contiguous(), side="left")
+def _register(s: Tensor, grid: Tensor, tol: float = 0.0) -> Tensor:
+    """Spike times ``s`` as seen on ``grid``: the first grid point ``≥ s − tol`` (the first
+    point for spikes before the grid, ``+inf`` for spikes after it or no spike)."""
+    idx = torch.searchsorted(grid, (s - tol if tol else s).contiguous(), side="left")
     inside = idx < grid.numel()
     reg = grid[idx.clamp_max(grid.numel() - 1)]
     return torch.where(inside, reg, torch.full_like(s, float("inf")))
@@ -211,9 +212,13 @@ class ClockEngine:
         grid of ``pop``."""
         s = -pop.route(j, state)  # routing acts on values c − t; commutes with the shift
         d = pop.edges[j].delay
-        if d != 0.0:
-            s = s + d
-        return _register(s, self.grid(pop))
+        if d == 0.0:
+            return _register(s, self.grid(pop))
+        # t + d may miss the grid point it lands on by a rounding error (a spike at t_max of
+        # the source arrives at t_min): a few ulps of tolerance
+        grid = self.grid(pop)
+        tol = 8 * torch.finfo(grid.dtype).eps * max(1.0, abs(pop.t_max))
+        return _register(s + d, grid, tol)
 
     def hidden(self, pop: Population, xs: list[Tensor], *, gain: Tensor | None,
                perturbed: bool) -> PopulationStep:
