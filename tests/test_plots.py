@@ -102,3 +102,55 @@ def test_plot_errors(net) -> None:
         plots.membrane_potential(snn, sim, 0, [10_000], torch.zeros(1))
     with pytest.raises(IndexError):
         plots.plot_output(snn, sim, sample=999)
+
+
+class _Residual(nn.Module):
+    """conv-bn-relu → conv-bn + identity → relu → flatten → linear (a two-edge population)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(2)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(2)
+        self.fc = nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn1(self.conv1(x)))
+        return self.fc(torch.flatten(torch.relu(self.bn2(self.conv2(h)) + x), 1))
+
+
+@pytest.mark.parametrize("neuron", ["alpha", "constant-slope"])
+def test_residual_trace_reaches_theta_on_the_skip_population(neuron: str, tmp_path: Path
+                                                             ) -> None:
+    torch.manual_seed(5)
+    model = _Residual().eval()
+    x = torch.rand(16, 2, 4, 4)
+    snn = onespike.convert(model, x, neuron=neuron, progress=False)
+    sim = snn.simulate(x[:4])
+    ly = snn.population("layer2")  # fed by layer1 and, delayed, by the identity of the input
+    skip = next(e for e in ly.edges if e.source == "input")
+    assert skip.delay > 0 and len(ly.edges) == 2
+    times = sim.spike_times[sim.layer_names.index("layer2")]
+    checked = 0
+    for s in range(4):
+        t = times[s].reshape(-1)
+        inside = ((t > ly.t_min) & (t < ly.t_max)).nonzero().reshape(-1)
+        for i in inside.tolist():
+            ts, th = float(t[i]), float(ly.theta.reshape(-1)[i])
+            before = torch.linspace(ly.t_start, ts, 60, dtype=torch.float64)
+            V = plots.membrane_potential(snn, sim, "layer2", [i], before, sample=s)[0]
+            tol = 1e-9 * max(1.0, abs(th))
+            assert float(V[-1]) == pytest.approx(th, abs=tol)
+            assert bool((V[:-1] < th + tol).all())
+            checked += 1
+    assert checked >= 5
+    t_ro = torch.tensor([snn.readout.t_min], dtype=torch.float64)
+    V = plots.readout_potential(snn, sim, t_ro)
+    assert torch.allclose(V[:, 0], sim.output[0], atol=1e-10, rtol=0)
+    fig = plots.plot_raster(sim, tmp_path / "raster.png")
+    assert len(fig.axes) == 3 and fig.axes[2].get_title(loc="left").startswith("layer2")
+    plots.plot_trace(snn, sim, "layer2", path=tmp_path / "trace.png")
+    plots.plot_histograms(sim, tmp_path / "hist.png")
+    for name in ("raster", "trace", "hist"):
+        _check_png(tmp_path / f"{name}.png", min_kb=4.0)
