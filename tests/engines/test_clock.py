@@ -204,7 +204,7 @@ def test_residual_network_converges_and_registers_delayed_spikes(residual_data,
     snn = onespike.convert(model, x, neuron=neuron, progress=False)
     ref = snn.simulate(x, engine="event")
     assert ref.certificate.exact
-    steps = [16, 32, 64, 128, 256]
+    steps = [16, 32, 64, 128]
     errs = []
     for k in steps:
         ck = snn.simulate(x, engine="clock", steps=k, record=False)
@@ -212,7 +212,7 @@ def test_residual_network_converges_and_registers_delayed_spikes(residual_data,
         errs.append(float((ck.output - ref.output).abs().max()))
     slope = np.polyfit(np.log([1.0 / k for k in steps]), np.log(errs), 1)[0]
     assert 0.8 <= slope <= 1.2, (slope, errs)
-    assert errs[-1] < errs[0] / 8
+    assert errs[-1] < errs[0] / 5
 
     # the population fed by the delayed skip edge
     pop, j = next((p, i) for p in snn.hidden_layers for i, e in enumerate(p.edges)
