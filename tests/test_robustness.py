@@ -187,3 +187,62 @@ def test_bad_arguments(snn_data) -> None:
         sweep(snn, x, y[:3], "jitter", [0.1])
     res = sweep(snn, x[:20], None, "jitter", [0.0])
     assert res.points[0].agreement == [1.0]
+
+
+class _Residual(nn.Module):
+    """conv-bn-relu → conv-bn + identity → relu → flatten → linear (a two-edge population)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(2)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(2)
+        self.fc = nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn1(self.conv1(x)))
+        return self.fc(torch.flatten(torch.relu(self.bn2(self.conv2(h)) + x), 1))
+
+
+@pytest.mark.parametrize("neuron", ["alpha", "constant-slope"])
+def test_residual_sweeps_rewindow_and_quantize(neuron: str) -> None:
+    torch.manual_seed(7)
+    x = torch.rand(40, 2, 4, 4)
+    snn = onespike.convert(_Residual().eval(), x, neuron=neuron, progress=False)
+    y = snn.reference(x)[-1].argmax(1)
+    res = sweep(snn, x, y, "jitter", [0.0, 0.3], seeds=2)
+    assert res.points[0].agreement == [1.0] and res.points[0].violations == [0]
+    assert len(res.points[1].seeds) == 2 and 0.0 <= res.points[1].agreement_mean <= 1.0
+    # re-mapped windows follow the DAG: t_min = max over sources, delays recomputed
+    same = rewindow(snn, snn.zeta)
+    assert [(p.t_min, p.t_max, p.B_in) for p in same.layers] == \
+        [(p.t_min, p.t_max, p.B_in) for p in snn.layers]
+    assert [e.delay for p in same.layers for e in p.edges] == \
+        [e.delay for p in snn.layers for e in p.edges]
+    assert torch.equal(same.simulate(x).output, snn.simulate(x).output)
+    small = rewindow(snn, -0.3)
+    l1, l2 = small.population("layer1"), small.population("layer2")
+    skip = next(e for e in l2.edges if e.source == "input")
+    assert skip.delay == pytest.approx(l1.B) and l2.t_min == l1.t_max
+    assert l2.B_in == max(1.0, l1.B) and small.latency < snn.latency
+    assert sweep(snn, x, y, "zeta", [-0.3], seeds=1).points[0].seeds == [0]
+    # weight quantisation per edge; the quantised network is exact for its ReLU network
+    q = quantize_weights(snn, 6)
+    for p, orig in zip(q.layers, snn.layers):
+        assert len(p.edges) == len(orig.edges)
+        assert [e.delay for e in p.edges] == [e.delay for e in orig.edges]
+        if not p.readout and neuron == "alpha":
+            assert float(p.S.max()) < 1
+        if neuron == "constant-slope":  # no rescaling: every edge on its own grid
+            for i in range(len(p.edges)):
+                w, w0 = p.edge_weight(i), orig.edge_weight(i)
+                step = float(w0.abs().max()) / 31
+                assert torch.unique(w).numel() <= 63
+                assert torch.allclose(w / step, torch.round(w / step), atol=1e-9)
+    sim = q.simulate(x)
+    ok = sim.certificate.sample_exact
+    assert bool(ok.any())
+    assert torch.allclose(sim.output[ok], q.reference(x)[-1][ok], atol=1e-9)
+    res = sweep(snn, x, y, "weight_bits", [0, 6], seeds=1)
+    assert res.points[0].agreement == [1.0] and res.points[1].agreement_mean > 0.5
