@@ -360,6 +360,53 @@ def test_round_trip_residual(neuron, tmp_path) -> None:
         [[e.origin for e in p.edges] for p in net.layers]
 
 
+def _sliced_net() -> onespike.SpikingNetwork:
+    """Hand-built DAG: a hidden population fed by a strided slice of the input, and a readout
+    summing it with a delayed edge straight from the input."""
+    from onespike.population import EdgeSpec, Population
+    from onespike.routing import ReshapeRoute, SliceRoute
+
+    g = torch.Generator().manual_seed(5)
+    dt = torch.float64
+    sl = SliceRoute(((0, 1, 1), (0, 4, 2), (1, None, 2)), (1, 4, 4), (1, 2, 2), "x[::2, 1::2]")
+    hidden = Population(
+        name="h", source="slice", edges=[EdgeSpec("input", [sl, ReshapeRoute((1, 2, 2), (4,))],
+                                                   "linear", (4,), origin="fc1")],
+        weights=[(torch.rand(3, 4, generator=g, dtype=dt) - 0.3) * 0.25],
+        bias=torch.rand(3, generator=g, dtype=dt) * 0.1, neuron="alpha", readout=False,
+        t_min=1.0, t_max=2.5, B_in=1.0, X=1.0,
+    )
+    readout = Population(
+        name="readout", source="readout",
+        edges=[EdgeSpec("h", [], "linear", (3,), origin="fc2"),
+               EdgeSpec("input", [ReshapeRoute((1, 4, 4), (16,))], "linear", (16,),
+                        delay=1.5, origin="skip")],
+        weights=[torch.rand(2, 3, generator=g, dtype=dt) * 0.3,
+                 (torch.rand(2, 16, generator=g, dtype=dt) - 0.5) * 0.1],
+        bias=torch.zeros(2, dtype=dt), neuron="alpha", readout=True, t_min=2.5, t_max=2.5,
+        B_in=1.5, X=0.0,
+    )
+    return onespike.SpikingNetwork(
+        [hidden, readout], input_shape=(1, 4, 4), input_low=torch.zeros(1, 4, 4, dtype=dt),
+        input_high=torch.ones(1, 4, 4, dtype=dt), output_routes=[], neuron="alpha", zeta=0.5)
+
+
+def test_round_trip_slice_route_and_delay(tmp_path) -> None:
+    net = _sliced_net()
+    path = onespike.save(net, tmp_path / "slice.onespike")
+    doc = _doc(path)
+    route = doc["layers"][0]["edges"][0]["routes"][0]
+    assert route["type"] == "slice" and route["slices"] == [[0, 1, 1], [0, 4, 2], [1, None, 2]]
+    assert doc["layers"][1]["edges"][1]["delay"] == 1.5
+    loaded = onespike.load(path)
+    x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    _assert_identical(net, loaded, x)
+    assert loaded.layers[0].edges[0].routes[0].slices == ((0, 1, 1), (0, 4, 2), (1, None, 2))
+    # a slice whose out_shape does not fit its slices
+    route["out_shape"] = [1, 2, 3]
+    _fails(_rewrite(path, tmp_path / "badslice.onespike", doc=doc), "slice route gives shape")
+
+
 def test_not_a_onespike_file(tmp_path) -> None:
     plain = tmp_path / "plain.safetensors"
     plain.write_bytes(st_save({"w": torch.zeros(2)}))
