@@ -137,7 +137,7 @@ def test_feature_map_output_after_relu_is_refused() -> None:
     Linear/Conv, so conversion refuses it naming the final ReLU."""
     torch.manual_seed(0)
     model, shape = ZOO["basic_block_identity"]()
-    with pytest.raises(UnsupportedOperationError, match="body.1.relu"):
+    with pytest.raises(UnsupportedOperationError, match=r"body\.1\.relu"):
         onespike.convert(model, calibration(shape), progress=False)
 
 
