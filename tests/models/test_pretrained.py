@@ -40,7 +40,14 @@ def test_digits_accuracy() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["mlp_fmnist", "lenet5_fmnist", pytest.param("vgg_fmnist", marks=pytest.mark.slow)]
+    "name",
+    [
+        "mlp_fmnist",
+        "lenet5_fmnist",
+        pytest.param("vgg_fmnist", marks=pytest.mark.slow),
+        pytest.param("resnet_fmnist", marks=pytest.mark.slow),
+        pytest.param("densenet_fmnist", marks=pytest.mark.slow),
+    ],
 )
 def test_fashion_mnist_accuracy(name: str) -> None:
     """Full 10,000-image test split: matches the training record (VGG ≥ 92 %)."""
@@ -56,6 +63,22 @@ def test_fashion_mnist_accuracy(name: str) -> None:
         assert acc >= 0.92
 
 
+@pytest.mark.parametrize("name", ["resnet_fmnist", "densenet_fmnist"])
+def test_dag_models_accuracy_on_a_subset(name: str) -> None:
+    """The residual / dense models: ≥ 85 % on the first 1,000 test images (quick), ≥ 89 % on
+    the full test split according to their training record."""
+    model = load_pretrained(name)
+    data = load_dataset("fashion-mnist", "test", limit=1000)
+    with torch.no_grad():
+        acc = (model(data.images).argmax(1) == data.labels).float().mean().item()
+    assert acc >= 0.85
+    info = pretrained_info(name)
+    assert info["test_accuracy"] >= 0.89
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
+
+
 def test_unknown_name() -> None:
     with pytest.raises(ValueError, match="available"):
         load_pretrained("vgg16_cifar")
+    with pytest.raises(ValueError, match="available"):
+        load_pretrained("resnet18_cifar")

@@ -1,4 +1,5 @@
-"""ReLU network architectures (no torchvision) and the shipped pretrained weights."""
+"""ReLU network architectures (no torchvision): chains (``architectures``), residual and dense
+networks (``dag``), and the shipped pretrained weights."""
 
 from .architectures import (
     VGG,
@@ -10,6 +11,14 @@ from .architectures import (
     vgg16_cifar,
     vgg_fmnist,
 )
+from .dag import (
+    BasicBlock,
+    DenseNet,
+    ResNet,
+    densenet_fmnist,
+    resnet18_cifar,
+    resnet_fmnist,
+)
 from .pretrained import PRETRAINED_NAMES, load_pretrained, pretrained_info
 from .registry import MODEL_NAMES, get_model
 
@@ -19,12 +28,18 @@ __all__ = [
     "VGG",
     "VGG16_CFG",
     "VGG_FMNIST_CFG",
+    "BasicBlock",
+    "DenseNet",
+    "ResNet",
+    "densenet_fmnist",
     "digits_cnn",
     "get_model",
     "lenet5_fmnist",
     "load_pretrained",
     "mlp_fmnist",
     "pretrained_info",
+    "resnet18_cifar",
+    "resnet_fmnist",
     "vgg16_cifar",
     "vgg_fmnist",
 ]

@@ -21,7 +21,9 @@ __all__ = ["PRETRAINED_DIR", "PRETRAINED_NAMES", "load_pretrained", "pretrained_
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
 #: Models that ship with trained weights.
-PRETRAINED_NAMES: tuple[str, ...] = ("digits_cnn", "mlp_fmnist", "lenet5_fmnist", "vgg_fmnist")
+PRETRAINED_NAMES: tuple[str, ...] = (
+    "digits_cnn", "mlp_fmnist", "lenet5_fmnist", "vgg_fmnist", "resnet_fmnist",
+)
 
 
 def _path(name: str) -> Path:

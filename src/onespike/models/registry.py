@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from .architectures import digits_cnn, lenet5_fmnist, mlp_fmnist, vgg16_cifar, vgg_fmnist
+from .dag import densenet_fmnist, resnet18_cifar, resnet_fmnist
 
 __all__ = ["MODEL_NAMES", "get_model"]
 
@@ -17,6 +18,9 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "lenet5_fmnist": lenet5_fmnist,
     "vgg_fmnist": vgg_fmnist,
     "vgg16_cifar": vgg16_cifar,
+    "resnet_fmnist": resnet_fmnist,
+    "densenet_fmnist": densenet_fmnist,
+    "resnet18_cifar": resnet18_cifar,
 }
 
 #: Names accepted by :func:`get_model`.
