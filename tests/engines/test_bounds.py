@@ -188,25 +188,41 @@ def random_vgg() -> nn.Module:
     ).eval()
 
 
+def small_vgg() -> nn.Module:
+    """:func:`random_vgg` at half the width (8/16 channels): small enough for the brute-force
+    maximum (one float per neuron × fan-in × breakpoint) to stay well under 1 GiB."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(16 * 16, 64), nn.ReLU(), nn.Linear(64, 10),
+    ).eval()
+
+
 def test_grid_certificate_clears_what_the_drive_bound_misses() -> None:
     """On a random-weight CNN the design note's drive bound misses a sizeable fraction of the
-    neurons; the grid bound proves almost all of them (and only true non-early ones)."""
-    model = random_vgg()
+    neurons; the grid bound proves almost all of them (and only true non-early ones).
+
+    Four samples of :func:`small_vgg`, the brute force one sample at a time: the test's peak
+    memory stays under 1 GiB (the 16/32-channel network on 8 samples needed 21 GiB)."""
+    model = small_vgg()
     g = torch.Generator().manual_seed(0)
     snn = onespike.convert(model, torch.rand(200, 3, 16, 16, generator=g), progress=False)
-    x = torch.rand(8, 3, 16, 16, generator=g)
+    batch = 4
+    x = torch.rand(batch, 3, 16, 16, generator=g)
     values = snn.simulate(x, engine="closed").activations()
     missed = cleared = 0
     for layer, v in zip(snn.hidden_layers, values):
         xin = layer.routed(v).clamp(max=layer.B_in)
         z = layer.affine(xin)
-        drive = bounds.certify_drive(layer, xin)
-        grid = bounds.certify_grid(layer, xin, z, need=~drive)
-        truth = brute_max_f(layer, xin)
+        drive = bounds.certify_drive(layer, [xin])
+        grid = bounds.certify_grid(layer, [xin], z, need=~drive)
+        truth = torch.cat([brute_max_f(layer, xin[i : i + 1]) for i in range(batch)])
         assert not bool((grid & (truth >= 0)).any())
         missed += int((~drive).sum())
         cleared += int((grid & ~drive).sum())
-    assert missed > 0.02 * sum(ly.num_neurons for ly in snn.hidden_layers) * 8
+    assert missed > 0.02 * sum(ly.num_neurons for ly in snn.hidden_layers) * batch
     assert cleared > 0.9 * missed
 
 
@@ -234,13 +250,18 @@ def test_event_engine_is_unchanged_by_the_grid_certificate(seed: int, monkeypatc
 
 @pytest.mark.skipif(not hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision"),
                     reason="torch without the fp32_precision API")
-def test_ieee_float32_switches_off_and_restores_reduced_precision() -> None:
-    conv, mm = torch.backends.cudnn.conv, torch.backends.mkldnn.matmul
+def test_reduced_float32_precision_switches_the_sums_to_float64_without_global_state() -> None:
+    conv, mm = torch.backends.mkldnn.conv, torch.backends.mkldnn.matmul
     old_conv, old_mm = conv.fp32_precision, mm.fp32_precision
+    flags = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+    cpu = torch.device("cpu")
     try:
-        conv.fp32_precision, mm.fp32_precision = "tf32", "bf16"
-        with bounds.ieee_float32():
-            assert conv.fp32_precision == "ieee" and mm.fp32_precision == "ieee"
-        assert conv.fp32_precision == "tf32" and mm.fp32_precision == "bf16"
+        assert bounds.sum_dtype(cpu) == torch.float32
+        conv.fp32_precision, mm.fp32_precision = "bf16", "bf16"
+        assert not bounds.float32_is_ieee(cpu)
+        assert bounds.sum_dtype(cpu) == torch.float64
+        assert conv.fp32_precision == "bf16" and mm.fp32_precision == "bf16"  # untouched
     finally:
         conv.fp32_precision, mm.fp32_precision = old_conv, old_mm
+    assert flags == (torch.backends.cudnn.conv.fp32_precision,
+                     torch.backends.cuda.matmul.fp32_precision)

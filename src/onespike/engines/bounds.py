@@ -30,13 +30,15 @@ A neuron with ``f_i < 0`` on ``[0, B_in]`` does not fire before its window, so i
 Neurons that no certificate covers get the exact first-crossing walk
 (:mod:`onespike.engines.crossing`). The float32 sums carry rigorous rounding margins (the
 standard bound ``|fl(Σ a_j) − Σ a_j| ≤ γ_K Σ |a_j|``, ``γ_K ≈ K·2⁻²⁴``, valid for any
-summation order); :func:`ieee_float32` switches off TF32/bf16 shortcuts while they run.
+summation order). They assume IEEE float32 arithmetic: where the backend may round float32
+matmuls/convolutions more coarsely (TF32 or bf16, e.g. cuDNN's default TF32 on GPUs), the same
+sums run in float64 instead (:func:`sum_dtype`) — sound, since float64 rounds less — and no
+process-wide backend flag is ever changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
@@ -54,8 +56,9 @@ __all__ = [
     "certify_grid",
     "certify_late",
     "certify_model_a",
+    "float32_is_ieee",
     "grid_points",
-    "ieee_float32",
+    "sum_dtype",
 ]
 
 _U32 = 2.0**-24
@@ -67,32 +70,35 @@ _GRID_SAMPLE = 1 << 14
 _STACK_SAMPLES = 32
 
 
-@contextmanager
-def ieee_float32() -> Iterator[None]:
-    """Run float32 matmuls and convolutions in IEEE float32 (no TF32 or bf16 shortcuts, which
-    PyTorch may enable for cuDNN convolutions by default): the certificates' rounding margins
-    assume it. Restores the previous settings."""
-    saved: list[tuple[object, str, object]] = []
+def _edges(xs: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """Edge inputs as a list (a single tensor is the input of a one-edge population)."""
+    return [xs] if isinstance(xs, Tensor) else list(xs)
+
+
+def float32_is_ieee(device: torch.device) -> bool:
+    """Whether float32 matmuls and convolutions on ``device`` round as IEEE float32 under the
+    current backend settings (no TF32/bf16 shortcuts). Reads the flags, never sets them."""
     backends = torch.backends
     new_api = hasattr(getattr(backends.cudnn, "conv", None), "fp32_precision")
-    try:
+    if device.type == "cuda":
         if new_api:
-            for obj in (backends.cuda.matmul, backends.cudnn.conv, backends.mkldnn.matmul,
-                        backends.mkldnn.conv):
-                old = obj.fp32_precision  # type: ignore[attr-defined]
-                if old != "ieee":
-                    saved.append((obj, "fp32_precision", old))
-                    obj.fp32_precision = "ieee"  # type: ignore[attr-defined]
-        else:  # torch < 2.9
-            for obj in (backends.cuda.matmul, backends.cudnn):
-                old = obj.allow_tf32
-                if old:
-                    saved.append((obj, "allow_tf32", old))
-                    obj.allow_tf32 = False
-        yield
-    finally:
-        for obj, name, old in reversed(saved):
-            setattr(obj, name, old)
+            mm = backends.cuda.matmul.fp32_precision  # type: ignore[attr-defined]
+            conv = backends.cudnn.conv.fp32_precision  # type: ignore[attr-defined]
+            mm_ok = mm == "ieee" or (mm == "none" and not backends.cuda.matmul.allow_tf32
+                                     and torch.get_float32_matmul_precision() == "highest")
+            return mm_ok and conv == "ieee"
+        return not backends.cuda.matmul.allow_tf32 and not backends.cudnn.allow_tf32
+    if device.type == "cpu":
+        if new_api:
+            return all(getattr(o, "fp32_precision", "none") in ("none", "ieee")
+                       for o in (backends.mkldnn.matmul, backends.mkldnn.conv))
+        return True
+    return False
+
+
+def sum_dtype(device: torch.device) -> torch.dtype:
+    """dtype of the certificates' fast sums: float32 where it is IEEE, else float64."""
+    return torch.float32 if float32_is_ieee(device) else torch.float64
 
 
 def _drive_threshold32(layer: SpikingLayer, bias: Tensor | None = None) -> Tensor:
@@ -114,24 +120,26 @@ def _drive_threshold32(layer: SpikingLayer, bias: Tensor | None = None) -> Tenso
     return make() if bias is not None else layer.derived("threshold32", make)
 
 
-def certify_drive(layer: SpikingLayer, xs: list[Tensor], bias: Tensor | None = None
+def certify_drive(layer: SpikingLayer, xs: list[Tensor] | Tensor, bias: Tensor | None = None
                   ) -> Tensor:
     """``b + Σ_j W⁺_ij x_j⁺ < B`` (docs/method.md) with the excitatory drive over every edge
     computed in float32 and compared with a rigorously rounded threshold. ``bias`` replaces
     ``b`` (perturbed dynamics). Boolean map (B, *out_shape)."""
-    x32 = [x.to(torch.float32).clamp_min_(0.0) for x in xs]
-    with ieee_float32():
-        drive = layer.synapses.linear(x32, layer.positive_weight32())
+    xs = _edges(xs)
+    dt = sum_dtype(xs[0].device)
+    x32 = [x.to(torch.float32).to(dt).clamp_min_(0.0) for x in xs]
+    drive = layer.synapses.linear(x32, [w.to(dt) for w in layer.positive_weight32()])
     return drive < _drive_threshold32(layer, bias)
 
 
 def certify_model_a(
-    layer: SpikingLayer, xs: list[Tensor], bias: Tensor | None = None, *,
+    layer: SpikingLayer, xs: list[Tensor] | Tensor, bias: Tensor | None = None, *,
     late_ok: bool = False,
 ) -> Tensor:
     """:func:`certify_drive`, and for neurons with inputs arriving after ``t_min``
     (``x_j < 0``, only under perturbations) :func:`certify_late` when ``late_ok`` (otherwise
     such neurons are never certified)."""
+    xs = _edges(xs)
     syn = layer.synapses
     ok = certify_drive(layer, xs, bias)
     late = [x < 0 for x in xs]
@@ -212,8 +220,7 @@ def certify_grid(
 
     The sums run in float32; every rounding error (the float32 sums, the roundings of ``W``,
     ``x``, the input maps and ``z``) is covered by a margin."""
-    if isinstance(xs, Tensor):
-        xs = [xs]
+    xs = _edges(xs)
     syn = layer.synapses
     B, B_in = layer.B, layer.B_in
     b = layer.bias if bias is None else bias
@@ -253,8 +260,9 @@ def certify_grid(
     u = 8.0 * _U32
     ed = _gamma(syn.fan_in + 8, torch.finfo(z.dtype).eps / 2)
     s64, lk64, b64 = sigma.to(torch.float64), lk.to(torch.float64), b.to(torch.float64)
-    x32s = [x.to(torch.float32) for x in xs]
-    w32 = [w.to(torch.float32) for w in syn.weights]
+    dt = sum_dtype(xs[0].device)
+    x32s = [x.to(torch.float32).to(dt) for x in xs]
+    w32 = [w.to(torch.float32).to(dt) for w in syn.weights]
     bsz = xs[0].shape[0]
     # f(c) − (z − B) for small c (|error| ≤ e32·A·c), f(c) − (b − B) for c near max x
     # (|error| ≤ e32·A·(x_max − c)); c ≥ max x needs no sum (f_max below)
@@ -267,37 +275,36 @@ def certify_grid(
     low: Tensor | None = None  # ≥ max over the small c of  f(c) − (z − B)
     high: Tensor | None = None  # ≥ max over the large c of  f(c) − (b − B)
     per_call = max(1, _STACK_SAMPLES // max(1, bsz))  # maps stacked in one conv call
-    with ieee_float32():
-        for s in range(0, len(jobs), per_call):
-            group = jobs[s : s + per_call]
-            maps = []
-            for x32 in x32s:
-                per = [torch.clamp_min(c - x32 if small else x32 - c, 0.0)
-                       for small, c, _ in group]
-                maps.append(torch.cat(per) if len(per) > 1 else per[0])
-            sums = syn.linear(maps, w32)
-            for (small, _, shift), part in zip(group, sums.split(bsz)):
-                cand = part.sub_(shift)
-                if small:
-                    low = cand if low is None else torch.maximum(low, cand, out=low)
-                else:
-                    high = cand if high is None else torch.maximum(high, cand, out=high)
-        # D = Σ_j |W⁻_ij| T(x_j) ≥ 0, so D ≤ D̂/(1 − e32)
-        # the tents have disjoint supports and are negative outside them: T = max(0, tents)
-        tents = []
+    for s in range(0, len(jobs), per_call):
+        group = jobs[s : s + per_call]
+        maps = []
         for x32 in x32s:
-            tent = torch.zeros_like(x32)
-            for lo, hi in pairwise(sorted({0.0, *pts, u_end})):
-                part = (x32 - lo).mul_(hi - x32).mul_(1.0 / (hi - lo))
-                tent = torch.maximum(tent, part, out=tent)
-            tents.append(tent)
-        d = syn.linear(tents, [w.neg().clamp_min_(0.0) for w in w32])
-        # |ẑ − z| ≤ ed·(|b| + Σ_j |W_ij| x_j): with float64 z the crude Σ ≤ A·B_in does; in
-        # lower precision the sum itself is computed (Σ ≤ Σ̂/(1 − e32))
-        if z.dtype == torch.float64:
-            wx = a * u_end
-        else:
-            wx = syn.linear(x32s, [w.abs() for w in w32]).to(torch.float64).div_(1.0 - e32)
+            per = [torch.clamp_min(c - x32 if small else x32 - c, 0.0)
+                   for small, c, _ in group]
+            maps.append(torch.cat(per) if len(per) > 1 else per[0])
+        sums = syn.linear(maps, w32)
+        for (small, _, shift), part in zip(group, sums.split(bsz)):
+            cand = part.sub_(shift)
+            if small:
+                low = cand if low is None else torch.maximum(low, cand, out=low)
+            else:
+                high = cand if high is None else torch.maximum(high, cand, out=high)
+    # D = Σ_j |W⁻_ij| T(x_j) ≥ 0, so D ≤ D̂/(1 − e32)
+    # the tents have disjoint supports and are negative outside them: T = max(0, tents)
+    tents = []
+    for x32 in x32s:
+        tent = torch.zeros_like(x32)
+        for lo, hi in pairwise(sorted({0.0, *pts, u_end})):
+            part = (x32 - lo).mul_(hi - x32).mul_(1.0 / (hi - lo))
+            tent = torch.maximum(tent, part, out=tent)
+        tents.append(tent)
+    d = syn.linear(tents, [w.neg().clamp_min_(0.0) for w in w32])
+    # |ẑ − z| ≤ ed·(|b| + Σ_j |W_ij| x_j): with float64 z the crude Σ ≤ A·B_in does; in
+    # lower precision the sum itself is computed (Σ ≤ Σ̂/(1 − e32))
+    if z.dtype == torch.float64:
+        wx = a * u_end
+    else:
+        wx = syn.linear(x32s, [w.abs() for w in w32]).to(torch.float64).div_(1.0 - e32)
     # f32 roundings of x, the maps, the tents (1-Lipschitz in x) and the shifts: ≤ u·scale
     scale = (a + s64.abs() + lk64.abs()) * u_end
     slack = u * scale + ed * (b64.abs() + wx + B + (s64.abs() + lk64.abs()) * u_end)
@@ -353,7 +360,8 @@ def _edge_fan_in_min(aff: Affine, x: Tensor) -> Tensor:
     return mins.repeat_interleave(c_out // g, dim=1)
 
 
-def certify_late(layer: SpikingLayer, xs: list[Tensor], late: list[Tensor]) -> Tensor:
+def certify_late(layer: SpikingLayer, xs: list[Tensor] | Tensor,
+                 late: list[Tensor] | Tensor) -> Tensor:
     """Neurons whose inputs partly arrive after ``t_min`` and that provably spike at
     ``t_max − ReLU(z)`` with ``z = b + Σ_j W_ij x_j`` (late inputs have ``x_j < 0``).
 
@@ -373,6 +381,7 @@ def certify_late(layer: SpikingLayer, xs: list[Tensor], late: list[Tensor]) -> T
     ``γ_{K+8} (|b_i| + B + 2A_i + 2|x_min|(1 + L_i))`` (``γ`` of float64), which is added
     as a margin.
     """
+    xs, late = _edges(xs), _edges(late)
     syn = layer.synapses
     f64 = torch.float64
     xs64 = [x.to(f64) for x in xs]
