@@ -131,8 +131,8 @@ def max_pool_after_inert_relu(spec: dict) -> bool:
     blocks = spec["blocks"]
     for i, b in enumerate(blocks):
         if b["kind"] == "res" and not b["bn_after_add"] and b["a"] > 0 and b["b"] > 0:
-            nxt = blocks[i + 1]["pool"] if i + 1 < len(blocks) else spec["head_pool"]
-            if nxt == "max":
+            later = [c["pool"] for c in blocks[i + 1:]] + [spec["head_pool"]]
+            if "max" in later:  # also through a later concatenation
                 return True
     return False
 
