@@ -72,6 +72,17 @@ def test_perturbed_results_do_not_depend_on_the_chunk_size() -> None:
         assert torch.equal(a, b)
 
 
+def test_perturbation_seeds_give_different_noise() -> None:
+    x = torch.rand(8, 1, 4, 4)
+    snn = onespike.convert(_mlp(), x, progress=False)
+    a = snn.simulate(x, perturbation=onespike.Perturbation(jitter=0.05, seed=1)).output
+    b = snn.simulate(x, perturbation=onespike.Perturbation(jitter=0.05, seed=2)).output
+    assert not torch.equal(a, b)
+    gens = onespike.Perturbation(jitter=0.1, seed=1).sample_generators(0, 64, x.device)
+    draws = torch.stack([torch.randn(4, generator=g) for g in gens])
+    assert len({tuple(d.tolist()) for d in draws}) == 64  # every sample its own noise
+
+
 def test_torchscript_object_gets_a_fitting_hint() -> None:
     scripted = torch.jit.script(_mlp())
     with pytest.raises(UnsupportedOperationError, match=r"original nn\.Module"):

@@ -50,9 +50,12 @@ class Perturbation:
 
     def sample_generators(self, start: int, count: int, device: torch.device
                           ) -> list[torch.Generator]:
-        """One generator per sample ``start … start + count − 1`` (global batch indices)."""
-        base = (int(self.seed) & 0xFFFFFFFF) << 32
-        return [torch.Generator(device=device).manual_seed(base + start + i + 1)
+        """One generator per sample ``start … start + count − 1`` (global batch indices),
+        seeded with ``fmix32(index + fmix32(seed))``: a bijection of the index for a given
+        seed (32 bits: the CPU generator keeps only the low 32 bits of a seed)."""
+        base = _fmix32(int(self.seed) & 0xFFFFFFFF)
+        return [torch.Generator(device=device).manual_seed(_fmix32((base + start + i)
+                                                                    & 0xFFFFFFFF))
                 for i in range(count)]
 
     def spikes(self, values: Tensor, B: float,
@@ -80,3 +83,13 @@ class Perturbation:
             return None
         return 1.0 + self.alpha_noise * torch.randn(shape, generator=gen, device=device,
                                                     dtype=dtype)
+
+
+def _fmix32(h: int) -> int:
+    """MurmurHash3's 32-bit finaliser (a bijection on 32-bit integers)."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
