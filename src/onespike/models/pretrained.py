@@ -22,7 +22,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
 #: Models that ship with trained weights.
 PRETRAINED_NAMES: tuple[str, ...] = (
-    "digits_cnn", "mlp_fmnist", "lenet5_fmnist", "vgg_fmnist", "resnet_fmnist",
+    "digits_cnn", "mlp_fmnist", "lenet5_fmnist", "vgg_fmnist", "resnet_fmnist", "densenet_fmnist",
 )
 
 
