@@ -19,14 +19,7 @@ RESIDUAL = [n for n in ZOO if "block" in n or "resnet" in n or n in
              "mobilenet_v2", "relu6_module", "relu6_functional", "hardtanh", "clamp",
              "clamp_method", "cifar_option_a", "cifar_option_a_sequential")]
 
-# F.avg_pool2d(out, out.size()[3]) (the CIFAR-ResNet repositories' global pool) crashes the
-# tracer: trace._make_node calls int() on the fx Node of ``out.size()[3]``.
-_SIZE_KERNEL_BUG = pytest.mark.xfail(
-    strict=True, raises=TypeError,
-    reason="library bug: F.avg_pool2d(out, out.size()[3]) -> TypeError in trace._tup "
-           "(int() of an fx Node) instead of a conversion or an UnsupportedOperationError")
-_MARKS = {"cifar_option_a": [_SIZE_KERNEL_BUG], "cifar_option_a_sequential": [_SIZE_KERNEL_BUG]}
-ZOO_PARAMS = [pytest.param(n, marks=_MARKS.get(n, [])) for n in ZOO]
+ZOO_PARAMS = list(ZOO)
 
 
 class WithHead(nn.Module):
@@ -107,7 +100,7 @@ def test_zoo_converts_exactly(name: str, neuron: str) -> None:
     assert snn.summary()["latency"] == snn.latency
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_MARKS.get(n, [])) for n in RESIDUAL])
+@pytest.mark.parametrize("name", RESIDUAL)
 def test_residual_models_have_delays(name: str) -> None:
     model, shape = zoo_model(name)
     x = calibration(shape)

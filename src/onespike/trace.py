@@ -503,12 +503,36 @@ def _conv_pad(mod: nn.Conv1d | nn.Conv2d, dims: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _pool_module(node: torch.fx.Node) -> nn.Module:
-    """Instantiate the module equivalent of a functional pooling call."""
+def _pool_module(node: torch.fx.Node, consts: dict[str, Any]) -> nn.Module:
+    """Instantiate the module equivalent of a functional pooling call; sizes computed from
+    shapes (``F.avg_pool2d(x, x.size()[3])``) take their values from the sample run."""
     cls = _POOL_FUNCTIONS[node.target]
-    args = list(node.args[1:])
-    kwargs = {k: v for k, v in node.kwargs.items() if k != "return_indices"}
+
+    def value(n: torch.fx.Node) -> Any:
+        if n.name not in consts:
+            raise UnsupportedOperationError(
+                _name_of(node.target), node.name, f"argument {n.name} is a tensor, not a size")
+        return consts[n.name]
+
+    args = list(torch.fx.node.map_arg(tuple(node.args[1:]), value))
+    kwargs = {k: v for k, v in torch.fx.node.map_arg(dict(node.kwargs), value).items()
+              if k != "return_indices"}
     return cls(*args, **kwargs)
+
+
+class _SizeRecorder(torch.fx.Interpreter):
+    """Runs the traced model once and keeps the values of nodes that are not tensors (sizes
+    computed from shapes)."""
+
+    def __init__(self, gm: torch.fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.consts: dict[str, Any] = {}
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        out = super().run_node(n)
+        if not isinstance(out, torch.Tensor):
+            self.consts[n.name] = out
+        return out
 
 
 def to_graph(
@@ -529,6 +553,9 @@ def to_graph(
             f"({type(exc).__name__}: {first}); check the calibration data's shape and dtype"
         ) from exc
     ShapeProp(gm).propagate(sample)
+    recorder = _SizeRecorder(gm)
+    with torch.no_grad():
+        recorder.run(sample)
 
     modules = dict(gm.named_modules())
     graph = Graph()
@@ -576,7 +603,7 @@ def to_graph(
                 continue  # the 0 of torch.maximum(h, zeros_like(h))
             mod = modules.get(node.target) if node.op == "call_module" else None
             if node.op == "call_function" and node.target in _POOL_FUNCTIONS:
-                mod = _pool_module(node)
+                mod = _pool_module(node, recorder.consts)
             shape = shape_of(node)
             if int(meta.shape[0]) != batch:
                 raise UnsupportedOperationError(
