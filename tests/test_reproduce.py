@@ -8,7 +8,8 @@ import pytest
 from onespike.reproduce import format_markdown, reproduce_fmnist
 
 
-@pytest.mark.parametrize("model", ["vgg_fmnist", "lenet5_fmnist", "mlp_fmnist"])
+@pytest.mark.parametrize("model", ["vgg_fmnist", "lenet5_fmnist", "mlp_fmnist",
+                                   "resnet_fmnist", "densenet_fmnist"])
 def test_trained_fmnist_models_convert_without_accuracy_loss(model: str) -> None:
     rows = reproduce_fmnist((model,), calibration_samples=2000, test_limit=500, progress=False)
     assert len(rows) == 2

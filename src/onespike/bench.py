@@ -139,14 +139,21 @@ BENCH_MODELS: dict[str, BenchModel] = {
         BenchModel("vgg16_cifar", "VGG-16 32×32", "vgg16_cifar", (3, 32, 32), "random"),
         BenchModel("vgg16_cifar64", "VGG-16 64×64", "vgg16_cifar", (3, 64, 64), "random",
                    kwargs={"in_size": 64}),
+        BenchModel("resnet_fmnist", "ResNet (Fashion-MNIST)", "resnet_fmnist", (1, 28, 28),
+                   "fashion-mnist"),
+        BenchModel("densenet_fmnist", "DenseNet (Fashion-MNIST)", "densenet_fmnist",
+                   (1, 28, 28), "fashion-mnist"),
+        BenchModel("resnet18_cifar", "ResNet-18 32×32", "resnet18_cifar", (3, 32, 32),
+                   "random"),
         BenchModel("tiny_mlp", "tiny MLP 64-24-16-3", "tiny_mlp", (1, 8, 8), "random",
                    calibration=32),
         BenchModel("tiny_cnn", "tiny CNN", "tiny_cnn", (1, 8, 8), "random", calibration=32),
     )
 }
 #: Models of the full benchmark.
-DEFAULT_MODELS: tuple[str, ...] = ("mlp_fmnist", "lenet5_fmnist", "vgg_fmnist", "vgg16_cifar",
-                                   "vgg16_cifar64")
+DEFAULT_MODELS: tuple[str, ...] = ("mlp_fmnist", "lenet5_fmnist", "vgg_fmnist", "resnet_fmnist",
+                                   "densenet_fmnist", "vgg16_cifar", "vgg16_cifar64",
+                                   "resnet18_cifar")
 #: Models of ``--quick``.
 QUICK_MODELS: tuple[str, ...] = ("tiny_mlp", "tiny_cnn")
 

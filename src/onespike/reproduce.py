@@ -20,7 +20,7 @@ from .models import load_pretrained
 
 __all__ = ["FMNIST_MODELS", "ReproductionRow", "format_markdown", "reproduce_fmnist"]
 
-FMNIST_MODELS = ("vgg_fmnist", "mlp_fmnist", "lenet5_fmnist")
+FMNIST_MODELS = ("vgg_fmnist", "mlp_fmnist", "lenet5_fmnist", "resnet_fmnist", "densenet_fmnist")
 
 
 @dataclass
