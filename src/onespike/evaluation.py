@@ -3,11 +3,17 @@
 :func:`evaluate` runs both on the same inputs, batch by batch, and reports the accuracy of
 each, how often their predictions agree, the largest logit difference, the merged exactness
 certificate and (optionally) the spike / synaptic-event counts of :func:`onespike.metrics.measure`.
+
+No metric hides a NaN or an infinity: a sample whose logits (spiking or ReLU) or recorded spike
+times are NaN/inf counts as a wrong prediction and a disagreement, ``max_abs_logit_diff``
+becomes NaN (or inf), ``nonfinite_samples`` counts such samples and :attr:`Evaluation.exact` is
+False.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +26,7 @@ from .certificate import Certificate
 from .metrics import Stats, measure
 from .network import SpikingNetwork
 
-__all__ = ["Evaluation", "check_input_shape", "evaluate"]
+__all__ = ["Evaluation", "check_input_shape", "evaluate", "model_inputs"]
 
 RELU_FROM_MODEL = "model"
 RELU_FROM_SNN = "folded ReLU network (snn.reference)"
@@ -32,7 +38,10 @@ class Evaluation:
 
     ``relu_source`` says where the ReLU logits came from: the original ``model``, or the
     folded ReLU network stored in the spiking network (:meth:`SpikingNetwork.reference`).
-    ``max_abs_logit_diff`` compares the readout potentials with those logits.
+    ``max_abs_logit_diff`` compares the readout potentials with those logits; it is NaN (or
+    inf) when any logit is. ``nonfinite_samples`` counts the samples whose logits (either
+    network) or recorded spike times hold a NaN/inf: they count as wrong and as disagreeing;
+    ``samples_exact`` counts the samples the certificate proves exact and that are finite.
     """
 
     samples: int
@@ -45,11 +54,22 @@ class Evaluation:
     certificate: Certificate
     stats: Stats | None
     snn_seconds: float
+    nonfinite_samples: int = 0
+    samples_exact: int | None = None
+
+    @property
+    def exact(self) -> bool:
+        """The certificate says exact and no logit or spike time is NaN/inf."""
+        return (self.certificate.exact and self.nonfinite_samples == 0
+                and math.isfinite(self.max_abs_logit_diff))
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly dictionary."""
         out: dict[str, Any] = {
             "samples": self.samples,
+            "exact": self.exact,
+            "nonfinite_samples": self.nonfinite_samples,
+            "samples_exact": self.samples_exact,
             "relu_accuracy": self.relu_accuracy,
             "snn_accuracy": self.snn_accuracy,
             "agreement": self.agreement,
@@ -96,7 +116,8 @@ def evaluate(
         images: model inputs, shape ``(N, *snn.input_shape)``.
         labels: class labels ``(N,)`` (−1 or None: unlabelled, accuracies are None).
         model: the original ReLU model, run in the spiking network's dtype and device (on a
-            copy); without it the folded ReLU network inside ``snn``
+            copy) on the inputs the spiking network sees (clipped to its input range, see
+            :func:`model_inputs`); without it the folded ReLU network inside ``snn``
             (:meth:`SpikingNetwork.reference`) gives the ReLU logits.
         engine: ``"event"`` (exact dynamics) or ``"closed"``.
         batch_size: samples per batch.
@@ -111,13 +132,11 @@ def evaluate(
     n = int(images.shape[0])
     if n == 0:
         raise ValueError("no samples to evaluate")
-    model_dtype = None
     if model is not None:
         # the ReLU network in the spiking network's precision (a copy: the user's model is
         # left as it is), so that the comparison measures the mapping, not float32 rounding
         model = copy.deepcopy(model).eval().to(device=snn.device, dtype=snn.dtype)
-        model_dtype = snn.dtype
-    correct_relu = correct_snn = agree = 0
+    correct_relu = correct_snn = agree = nonfinite = exact = 0
     labelled = labels is not None and bool((labels >= 0).all())
     max_diff = 0.0
     certs: list[Certificate] = []
@@ -129,26 +148,35 @@ def evaluate(
         x = images[s : s + batch_size]
         with torch.no_grad():
             if model is not None:
-                xm = x.to(model_dtype) if model_dtype is not None else x
-                relu = model(xm).reshape(x.shape[0], -1)
+                relu = model(model_inputs(snn, x)).reshape(x.shape[0], -1)
             else:
                 relu = snn.reference(x, clip=clip)[-1].reshape(x.shape[0], -1)
         t0 = time.perf_counter()
         sim = snn.simulate(x, engine, clip=clip, record=activity)
         seconds += time.perf_counter() - t0
         out = sim.output.reshape(x.shape[0], -1)
+        relu = relu.to(out.dtype)
+        # a sample with a NaN/inf anywhere has no meaningful prediction: it counts as wrong
+        finite = torch.isfinite(out).all(1) & torch.isfinite(relu).all(1)
+        for t in sim.spike_times[1:] if activity else ():
+            finite &= ~torch.isnan(t.reshape(x.shape[0], -1)).any(1).to(finite.device)
+        nonfinite += int((~finite).sum())
+        exact += int((sim.certificate.sample_exact.reshape(-1).to(finite.device) & finite).sum())
         pred_relu, pred_snn = relu.argmax(1), out.argmax(1)
-        agree += int((pred_relu == pred_snn).sum())
-        diff = (relu.to(out.dtype) - out).abs()
-        max_diff = max(max_diff, float(diff.max()) if diff.numel() else 0.0)
+        agree += int(((pred_relu == pred_snn) & finite).sum())
+        diff = (relu - out).abs()
+        if diff.numel():
+            max_diff = _nan_max(max_diff, float(diff.max()))  # torch's max propagates NaN
         if labelled:
             assert labels is not None
             y = labels[s : s + batch_size].to(pred_snn.device)
-            correct_relu += int((pred_relu.to(y.device) == y).sum())
-            correct_snn += int((pred_snn == y).sum())
+            correct_relu += int(((pred_relu == y) & finite).sum())
+            correct_snn += int(((pred_snn == y) & finite).sum())
         certs.append(sim.certificate)
         if activity:
             stats.append(measure(snn, sim))
+    if nonfinite and math.isfinite(max_diff):
+        max_diff = math.nan  # NaN spike times with finite logits: no exact comparison
     return Evaluation(
         samples=n,
         relu_accuracy=correct_relu / n if labelled else None,
@@ -160,4 +188,20 @@ def evaluate(
         certificate=Certificate.merge(certs),
         stats=Stats.merge(stats) if stats else None,
         snn_seconds=seconds,
+        nonfinite_samples=nonfinite,
+        samples_exact=exact,
     )
+
+
+def _nan_max(a: float, b: float) -> float:
+    """``max(a, b)`` that keeps a NaN (the builtin returns ``a`` for ``max(a, nan)``)."""
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
+def model_inputs(snn: SpikingNetwork, x: Tensor) -> Tensor:
+    """``x`` as the spiking network sees it, for the original model: in the network's dtype
+    and device and clipped to its input range. The network clips with ``clip=True`` (and
+    values within rounding of the range otherwise), so the ReLU model is compared on the
+    same inputs."""
+    x = x.to(device=snn.device, dtype=snn.dtype)
+    return torch.minimum(torch.maximum(x, snn.input_low), snn.input_high)
