@@ -224,7 +224,7 @@ def load_tensor_file(path: str) -> Tensor:
     file; a file holding several tensors must name one ``inputs``, ``images`` or ``x``."""
     p = Path(path)
     if not p.is_file():
-        raise SpecError(f"calibration file {path} does not exist")
+        raise SpecError(f"calibration file {path}: file not found")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -13,7 +13,13 @@ import pytest
 import torch
 
 from onespike.data import DatasetFormatError, DatasetNotFoundError, load_dataset
-from onespike.data.cifar import SafeUnpickler, UnsafePickleError, load_cifar, safe_loads
+from onespike.data.cifar import (
+    SafeUnpickler,
+    UnsafePickleError,
+    archive_classes,
+    load_cifar,
+    safe_loads,
+)
 
 
 def check(ds, data: np.ndarray, labels: np.ndarray) -> None:
@@ -103,6 +109,50 @@ def test_corrupted_archive(tmp_path: Path) -> None:
     archive.write_bytes(b"\x1f\x8b\x08\x00 this is not a tarball")
     with pytest.raises(DatasetFormatError, match="tar"):
         load_cifar(archive, "test")
+
+
+def _archive(tmp_path: Path, formats: SimpleNamespace, classes: int = 10) -> Path:
+    if classes == 10:
+        formats.write_cifar10(tmp_path / "src", per_batch=20)
+        return formats.make_targz(tmp_path / "src" / "cifar-10-batches-py",
+                                  "cifar-10-batches-py")
+    formats.write_cifar100(tmp_path / "src")
+    return formats.make_targz(tmp_path / "src" / "cifar-100-python", "cifar-100-python")
+
+
+@pytest.mark.parametrize("classes", [10, 100])
+def test_archive_kind_from_its_members(tmp_path: Path, formats: SimpleNamespace,
+                                       classes: int) -> None:
+    archive = _archive(tmp_path, formats, classes)
+    neutral = archive.rename(tmp_path / "download.tgz")  # the name tells nothing
+    assert archive_classes(neutral) == classes
+    ds = load_dataset(str(neutral), "test")
+    assert ds.name == f"cifar{classes}/test"
+
+
+def test_archive_of_something_else(tmp_path: Path, formats: SimpleNamespace) -> None:
+    formats.make_classes(tmp_path / "imgs")
+    archive = formats.make_targz(tmp_path / "imgs", "imgs")
+    assert archive_classes(archive) is None
+    with pytest.raises(DatasetFormatError, match="no CIFAR-10/100 data"):
+        load_dataset(str(archive))
+
+
+@pytest.mark.parametrize("name", ["cifar-10-python.tar.gz", "data.tar.gz"])
+@pytest.mark.parametrize("keep", [0.5, 0.001])
+def test_truncated_archive(tmp_path: Path, formats: SimpleNamespace, name: str,
+                           keep: float) -> None:
+    raw = _archive(tmp_path, formats).read_bytes()
+    cut = tmp_path / name
+    cut.write_bytes(raw[: max(20, int(len(raw) * keep))])
+    for call in (lambda: load_dataset(str(cut), "train"),
+                 lambda: load_dataset("cifar10", "train", root=str(cut)),
+                 lambda: load_cifar(cut, "train")):
+        with pytest.raises(DatasetFormatError) as info:
+            call()
+        message = str(info.value)
+        assert str(cut) in message
+        assert "truncated" in message.replace(str(cut), "")  # tmp_path holds the word too
 
 
 def test_archive_missing_member(tmp_path: Path, formats: SimpleNamespace) -> None:

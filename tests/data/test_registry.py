@@ -60,8 +60,25 @@ def test_path_detection(tmp_path: Path, formats: SimpleNamespace) -> None:
     assert load_dataset(str(tmp_path / "c10")).name == "cifar10/test"
     assert load_dataset(str(tmp_path / "c10" / "cifar-10-batches-py")).name == "cifar10/test"
     assert load_dataset(str(tmp_path / "imgs")).classes == ["apple", "mango", "zebra"]
-    with pytest.raises(UnknownDatasetError):
-        load_dataset(str(tmp_path / "does-not-exist"))
+    with pytest.raises(UnknownDatasetError, match="unknown dataset"):
+        load_dataset("does-not-exist")  # neither a name nor a path
+
+
+@pytest.mark.parametrize("missing", ["nowhere/data", "calib.pt", "cifar-10-python.tar.gz",
+                                     "./gone"])
+def test_missing_path_is_not_found(tmp_path: Path, monkeypatch, missing: str) -> None:
+    """A name that looks like a path (a separator, a suffix, a leading dot) and does not
+    exist is a missing file, not an unknown dataset."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetNotFoundError, match="not found") as info:
+        load_dataset(missing)
+    assert missing in str(info.value)
+
+
+def test_existing_file_that_is_no_dataset(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(UnknownDatasetError, match="is a file but not a dataset"):
+        load_dataset(str(tmp_path / "notes.txt"))
 
 
 def test_options_are_forwarded(tmp_path: Path, formats: SimpleNamespace) -> None:

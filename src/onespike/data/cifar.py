@@ -15,6 +15,7 @@ import io
 import os
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 
 from .dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
 
-__all__ = ["SafeUnpickler", "UnsafePickleError", "load_cifar", "safe_loads"]
+__all__ = ["SafeUnpickler", "UnsafePickleError", "archive_classes", "load_cifar", "safe_loads"]
 
 
 class UnsafePickleError(DatasetFormatError, pickle.UnpicklingError):
@@ -117,6 +118,40 @@ def _get(d: Any, key: str, source: str) -> Any:
     raise DatasetFormatError(f"{source}: missing key {key!r} (keys: {sorted(map(str, d))})")
 
 
+_ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+
+
+def _unreadable(what: object, exc: BaseException) -> str:
+    return (f"{what}: truncated or corrupted archive, cannot be read ({exc}); download it "
+            "again (https://www.cs.toronto.edu/~kriz/cifar.html)")
+
+
+#: Member names that identify each archive (its top folder, or files only it has).
+_MARKERS = {
+    10: {"cifar-10-batches-py", "batches.meta", "data_batch_1", "test_batch"},
+    100: {"cifar-100-python"},
+}
+
+
+def archive_classes(path: str | os.PathLike[str]) -> int | None:
+    """10 or 100 if the tar archive ``path`` holds CIFAR-10 / CIFAR-100 (read up to the first
+    member that tells), None if it holds neither.
+
+    Raises:
+        DatasetFormatError: the archive cannot be read (truncated or corrupted).
+    """
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                parts = set(Path(member.name).parts)
+                for num_classes, names in _MARKERS.items():
+                    if parts & names:
+                        return num_classes
+    except _ARCHIVE_ERRORS as exc:
+        raise DatasetFormatError(_unreadable(path, exc)) from None
+    return None
+
+
 class _Reader:
     """Reads member files either from a folder or from a .tar.gz archive."""
 
@@ -152,10 +187,8 @@ class _Reader:
             try:
                 self._tar = tarfile.open(self.archive, "r:*")
                 self._members = {Path(m.name).name: m for m in self._tar.getmembers() if m.isfile()}
-            except (tarfile.TarError, OSError, EOFError) as exc:
-                raise DatasetFormatError(
-                    f"{self.archive}: not a readable tar archive ({exc})"
-                ) from None
+            except _ARCHIVE_ERRORS as exc:
+                raise DatasetFormatError(_unreadable(self.archive, exc)) from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -181,8 +214,8 @@ class _Reader:
             fh = self._tar.extractfile(info)
             assert fh is not None
             return fh.read(), source
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DatasetFormatError(f"{source}: cannot read archive member ({exc})") from None
+        except _ARCHIVE_ERRORS as exc:
+            raise DatasetFormatError(_unreadable(source, exc)) from None
 
 
 def _decode_batch(obj: Any, labels_key: str, source: str) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .dataset import Dataset, UnknownDatasetError, check_split
+from .dataset import (
+    Dataset,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    UnknownDatasetError,
+    check_split,
+)
 
 __all__ = ["DATASET_NAMES", "load_dataset"]
 
@@ -31,10 +37,33 @@ def _canonical(name: str) -> str | None:
     return key if key in DATASET_NAMES else None
 
 
+#: File names read as tar archives (their members tell CIFAR-10 from CIFAR-100).
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def _looks_like_path(text: str) -> bool:
+    """A folder or file name rather than a dataset name: a separator, a suffix, ``~``/``.``."""
+    return any(c in text for c in "/\\") or text.startswith(("~", ".")) or bool(Path(text).suffix)
+
+
 def _guess_from_path(path: Path) -> str | None:
-    """Which loader reads ``path`` (a folder or an archive), or None."""
+    """Which loader reads ``path`` (a folder or an archive), or None.
+
+    Raises:
+        DatasetFormatError: ``path`` is an archive that cannot be read (truncated, corrupted).
+    """
     name = path.name.lower()
     if path.is_file():
+        if name.endswith(_ARCHIVE_SUFFIXES):
+            from .cifar import archive_classes
+
+            kind = archive_classes(path)
+            if kind is None:
+                raise DatasetFormatError(
+                    f"{path}: the archive holds no CIFAR-10/100 data (expected the "
+                    "cifar-10-batches-py/ or cifar-100-python/ folder of the python version)"
+                )
+            return f"cifar{kind}"
         if name.startswith("cifar-100"):
             return "cifar100"
         if name.startswith("cifar-10"):
@@ -79,8 +108,9 @@ def load_dataset(
 
     Raises:
         UnknownDatasetError: the name is unknown and is not an existing path.
-        DatasetNotFoundError: the files are missing.
-        DatasetFormatError: the files are corrupted.
+        DatasetNotFoundError: the files are missing, or ``name_or_path`` is a path (it has
+            a folder separator or a suffix) that does not exist.
+        DatasetFormatError: the files are corrupted, or an archive is truncated.
     """
     check_split(split)
     if limit is not None and limit < 0:
@@ -88,7 +118,17 @@ def load_dataset(
     name = _canonical(name_or_path)
     if name is None:
         path = Path(name_or_path).expanduser()
+        if not path.exists() and _looks_like_path(name_or_path):
+            raise DatasetNotFoundError(
+                f"{name_or_path}: file or folder not found (nor a dataset name: "
+                f"{', '.join(DATASET_NAMES)})"
+            )
         guessed = _guess_from_path(path) if path.exists() else None
+        if guessed is None and path.is_file():
+            raise UnknownDatasetError(
+                f"{name_or_path} is a file but not a dataset: expected a dataset name "
+                f"({', '.join(DATASET_NAMES)}), a dataset folder or a CIFAR .tar.gz archive"
+            )
         if guessed is None:
             raise UnknownDatasetError(
                 f"unknown dataset {name_or_path!r}: not a known name ({', '.join(DATASET_NAMES)})"
