@@ -81,3 +81,95 @@ def test_registered_in_the_main_group(saved: Path, tmp_path: Path) -> None:
     _png(out)
     res = CliRunner().invoke(main, ["robustness", "--help"])
     assert res.exit_code == 0 and "--knob" in res.output
+
+
+@pytest.mark.parametrize("spelling", ["alpha-noise", "alpha_noise"])
+def test_robustness_knob_spellings(saved: Path, tmp_path: Path, spelling: str) -> None:
+    """The README writes alpha-noise; the Python API's name alpha_noise works too."""
+    js = tmp_path / "k.json"
+    res = CliRunner().invoke(robustness, [
+        "--knob", spelling, "--values", "0,0.0001", "--seeds", "1", "--snn", str(saved),
+        "--samples", "8", "--out", str(tmp_path / "k.png"), "--json", str(js),
+        "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(js.read_text())["knob"] == "alpha_noise"
+    res = CliRunner().invoke(robustness, ["--knob", "time-bits", "--values", "4", "--snn",
+                                          str(saved), "--samples", "4", "--out",
+                                          str(tmp_path / "t.png"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+
+
+def _sweep_args(saved: Path, tmp_path: Path) -> list[str]:
+    return ["robustness", "--knob", "jitter", "--values", "0,0.1", "--seeds", "1", "--snn",
+            str(saved), "--samples", "8", "--out", str(tmp_path / "q.png")]
+
+
+def test_quiet_silences_the_robustness_progress_bar(saved: Path, tmp_path: Path) -> None:
+    from onespike.cli import main
+
+    runner = CliRunner()
+    loud = runner.invoke(main, [*_sweep_args(saved, tmp_path), "--progress"])
+    assert loud.exit_code == 0, loud.output
+    assert "sweeping jitter" in loud.stderr  # the bar, asked for
+    for args in (["-q", *_sweep_args(saved, tmp_path)],
+                 ["-q", *_sweep_args(saved, tmp_path), "--progress"],
+                 _sweep_args(saved, tmp_path)):  # default: only on a terminal
+        res = runner.invoke(main, args)
+        assert res.exit_code == 0, res.output
+        assert "sweeping" not in res.stderr, args
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--layer", "99"], ("--layer", "layer 99 is out of range", "2 layers")),
+    (["--layer", "-4"], ("--layer", "out of range",)),
+    (["--layer", "nope"], ("--layer", "no layer 'nope'")),
+    (["--layer", "0", "--neurons", "0,99999"], ("--neurons", "neuron 99999 is out of range")),
+    (["--neurons", "a,b"], ("--neurons", "integers")),
+])
+def test_trace_option_errors_name_the_option(saved: Path, tmp_path: Path, args: list[str],
+                                             words: tuple[str, ...]) -> None:
+    from tests.cli.helpers import assert_one_line_error, outcome
+
+    from onespike.cli import main
+
+    res = CliRunner().invoke(main, ["plot", "trace", "--snn", str(saved), "--out",
+                                    str(tmp_path / "t.png"), *args])
+    line = assert_one_line_error(outcome(res), *words, code=2)
+    assert "IndexError" not in line and "Error:" not in line
+    assert not (tmp_path / "t.png").exists()
+
+
+def test_plot_out_and_json_are_checked_first(saved: Path, tmp_path: Path) -> None:
+    from tests.cli.helpers import assert_one_line_error, outcome
+
+    from onespike.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    res = CliRunner().invoke(main, ["plot", "raster", "--snn", str(saved), "--out",
+                                    str(afile / "r.png")])
+    assert_one_line_error(outcome(res), "--out", "is a file, not a folder", code=2)
+    res = CliRunner().invoke(main, [*_sweep_args(saved, tmp_path), "--json",
+                                    f"{tmp_path / 'new'}/"])
+    assert_one_line_error(outcome(res), "--json", "is a folder", code=2)
+    assert not (tmp_path / "q.png").exists()  # refused before the sweep
+
+
+def test_plot_root_takes_a_cifar_archive(tmp_path: Path) -> None:
+    from tests.data.conftest import make_targz, write_cifar10
+
+    write_cifar10(tmp_path / "src", per_batch=4)
+    archive = make_targz(tmp_path / "src" / "cifar-10-batches-py", "cifar-10-batches-py")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 8 * 8, 10)).eval()
+    calib = load_dataset("cifar10", "train", root=str(archive))
+    snn = onespike.convert(model, calib.images, progress=False)
+    snn.meta["dataset"] = "cifar10"
+    net = tmp_path / "c.onespike"
+    onespike.save(snn, net)
+    out = tmp_path / "o.png"
+    res = CliRunner().invoke(plot, ["output", "--snn", str(net), "--root", str(archive),
+                                    "--samples", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    _png(out)

@@ -4,6 +4,9 @@ Every user error ends with one line ``error: …`` on stderr and a non-zero exit
 command-line usage errors, 1 otherwise); ``--debug`` (or ``ONESPIKE_DEBUG=1``) shows the
 traceback instead. The mapping lives in :meth:`OnespikeGroup.main`.
 
+Every command runs with one torch thread unless ``onespike --threads N`` (or
+``ONESPIKE_THREADS``) says otherwise: see :data:`DEFAULT_THREADS`.
+
 Other modules add subcommands by defining a click command named ``cli`` in one of
 :data:`PLUGIN_COMMANDS` (loaded lazily), or by calling ``main.add_command(...)``.
 """
@@ -22,7 +25,7 @@ from typing import Any
 
 import click
 
-__all__ = ["PLUGIN_COMMANDS", "OnespikeGroup", "main"]
+__all__ = ["DEFAULT_THREADS", "PLUGIN_COMMANDS", "OnespikeGroup", "main"]
 
 #: Subcommand name → ``module:attribute`` of a click command, imported only when used.
 PLUGIN_COMMANDS: dict[str, str] = {
@@ -30,6 +33,9 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "robustness": "onespike.plots_cli:robustness",
     "bench": "onespike.bench:cli",
 }
+
+#: Torch threads of every command unless ``--threads`` / ``ONESPIKE_THREADS`` say otherwise.
+DEFAULT_THREADS = 1
 
 _DATA_HINT = ("a dataset name (digits, fashion-mnist, cifar10, cifar100, imagefolder), a "
               "dataset folder, or a .pt/.safetensors tensor file")
@@ -147,7 +153,13 @@ def _version() -> str:
               "(also: ONESPIKE_DEBUG=1).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (they are shown only "
               "when stderr is a terminal anyway).")
-def main(debug: bool, quiet: bool) -> None:
+@click.option("--threads", type=click.IntRange(min=0), default=DEFAULT_THREADS,
+              show_default=True, envvar="ONESPIKE_THREADS", metavar="N",
+              help="CPU threads torch may use (also: ONESPIKE_THREADS). The default is 1, not "
+              "one per core: on a loaded 2-core machine two threads made convert 10x slower "
+              "than one, as the threads wait for each other at every parallel step. Raise it "
+              "on an idle multi-core machine; 0 leaves torch's own default.")
+def main(debug: bool, quiet: bool, threads: int) -> None:
     """Convert trained ReLU networks into exact single-spike networks and check them.
 
     \b
@@ -155,14 +167,34 @@ def main(debug: bool, quiet: bool) -> None:
     onespike convert --model M --calibration DATA --out net.onespike
     onespike evaluate --snn net.onespike --dataset digits
     onespike info net.onespike
+    onespike --threads 2 convert …        more CPU threads (default 1)
     """
+    _set_threads(click.get_current_context(), threads)
+
+
+def _set_threads(ctx: click.Context, threads: int) -> None:
+    """``torch.set_num_threads(threads)`` for the command (restored when it ends); 0 keeps
+    torch's default."""
+    if threads <= 0:
+        return
+    import torch  # already imported with onespike
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    ctx.call_on_close(lambda: torch.set_num_threads(old))
+
+
+def progress_enabled(asked: bool | None = None) -> bool:
+    """Progress bars: never under ``onespike -q``; else as ``asked`` (a command's own
+    ``--progress/--no-progress``), by default when stderr is a terminal."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().params.get("quiet"):
+        return False
+    return sys.stderr.isatty() if asked is None else bool(asked)
 
 
 def _progress() -> bool:
-    """Progress bars: on a terminal, unless ``--quiet``."""
-    ctx = click.get_current_context(silent=True)
-    quiet = bool(ctx and ctx.find_root().params.get("quiet"))
-    return not quiet and sys.stderr.isatty()
+    return progress_enabled()
 
 
 # -- shared options ---------------------------------------------------------------------------
@@ -246,15 +278,30 @@ def _apply_normalization(images: Any, norm: tuple[list[float], list[float]] | No
     return (images - mean.reshape(shape)) / std.reshape(shape)
 
 
-def _load_data(name_or_path: str, split: str, limit: int | None, root: str | None) -> Any:
-    from .data import load_dataset
+def _cli_wording(text: str) -> str:
+    """The loaders' keyword ``root=`` is the option ``--root DIR`` here."""
+    return text.replace("pass root= as", "pass --root DIR as").replace("root=", "--root DIR")
+
+
+def load_data(name_or_path: str, split: str, limit: int | None, root: str | None) -> Any:
+    """:func:`onespike.data.load_dataset` with its messages in the CLI's words (``--root DIR``,
+    not ``root=``); a dataset that needs ``--root`` without one is a usage error."""
+    from .data import DatasetFormatError, DatasetNotFoundError, UnknownDatasetError, load_dataset
 
     try:
         return load_dataset(name_or_path, split, limit=limit, root=root)
+    except (DatasetNotFoundError, DatasetFormatError, UnknownDatasetError) as exc:
+        if "root=" not in str(exc):
+            raise
+        raise type(exc)(_cli_wording(str(exc))) from None
     except ValueError as exc:
-        if "root=" in str(exc):  # the loader's wording for its keyword argument
-            raise click.UsageError(str(exc).replace("root=", "--root DIR")) from None
+        if "root=" in str(exc):  # needs --root, or a path and --root both given
+            raise click.UsageError(_cli_wording(str(exc))) from None
         raise
+
+
+#: Suffixes of tensor files (read by --calibration directly, not as a dataset).
+_TENSOR_SUFFIXES = (".pt", ".pth", ".safetensors")
 
 
 def _calibration_data(opts: dict[str, Any], default: str | None
@@ -266,11 +313,11 @@ def _calibration_data(opts: dict[str, Any], default: str | None
     if spec is None:
         raise click.UsageError("--calibration is required: " + _DATA_HINT)
     path = Path(spec)
-    if path.suffix in (".pt", ".pth", ".safetensors") and path.is_file():
+    if path.suffix.lower() in _TENSOR_SUFFIXES:  # also when missing: "not found"
         x = load_tensor_file(spec)[: opts["calibration_samples"]]
         return x, f"{spec} ({x.shape[0]} samples)", None
-    ds = _load_data(spec, opts["calibration_split"], opts["calibration_samples"],
-                    opts.get("root"))
+    ds = load_data(spec, opts["calibration_split"], opts["calibration_samples"],
+                   opts.get("root"))
     x = _apply_normalization(ds.images, _normalization(opts))
     return x, f"{ds.name} ({len(ds)} samples)", ds.input_range
 
@@ -335,6 +382,41 @@ def _convert(opts: dict[str, Any], default_calibration: str | None = None
     return snn, model
 
 
+def check_output_file(path: str | os.PathLike[str], option: str = "--out",
+                      example: str | None = "snn.onespike") -> Path:
+    """Refuse, before any work, an output file that cannot be written: a folder, a path under
+    a file, a folder without write permission. The message names the path the user gave.
+    ``example``: a file name to suggest inside a folder given by mistake (None: the file's
+    folder is what the option names; suggest another one)."""
+    text = os.fspath(path)
+    p = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or p.is_dir():
+        fix = (f"give a file name such as {p / example}" if example is not None
+               else f"give another {option} folder")
+        raise click.BadParameter(f"{text} is a folder; {fix}", param_hint=f"'{option}'")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"cannot write {text}: {folder} is a file, not a folder",
+                                 param_hint=f"'{option}'")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write {text}: no permission to write in {folder}",
+                                 param_hint=f"'{option}'")
+    return p
+
+
+def _save(snn: Any, path: str | os.PathLike[str]) -> Path:
+    """``onespike.save`` whose failures name ``path``, not the temporary file it writes first."""
+    import onespike
+
+    try:
+        return onespike.save(snn, path)
+    except OSError as exc:
+        why = (exc.strerror or type(exc).__name__).lower()
+        raise click.ClickException(f"cannot write {os.fspath(path)}: {why}") from None
+
+
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -353,9 +435,15 @@ def _pct(v: float | None) -> str:
     return "n/a (unlabelled)" if v is None else f"{100 * v:.2f} %"
 
 
-def _certificate_line(cert: Any) -> str:
+def _certificate_line(cert: Any, nonfinite: int = 0, samples_exact: int | None = None
+                      ) -> str:
     d = cert.as_dict()
-    head = "exact" if d["exact"] else f"NOT exact ({cert.violations} violations)"
+    if samples_exact is not None:
+        d["samples_exact"] = samples_exact
+    why = [f"{cert.violations} violations"] if not d["exact"] else []
+    if nonfinite:
+        why.append(f"{nonfinite} samples with NaN/inf logits or spike times")
+    head = f"NOT exact ({', '.join(why)})" if why else "exact"
     per = ", ".join(f"{ly['layer']}: {ly['early']} early / {ly['saturated']} saturated / "
                     f"{ly['checked']} checked" for ly in d["layers"])
     return f"{head} on {d['samples_exact']}/{d['samples']} samples ({per})"
@@ -369,7 +457,8 @@ def _results_rows(ev: Any, latency: float) -> list[tuple[str, str]]:
         (f"SNN accuracy ({ev.engine})", _pct(ev.snn_accuracy)),
         ("agreement (argmax)", f"{100 * ev.agreement:.2f} %"),
         ("max |logit difference|", f"{ev.max_abs_logit_diff:.3g}"),
-        ("certificate", _certificate_line(ev.certificate)),
+        ("certificate", _certificate_line(ev.certificate, ev.nonfinite_samples,
+                                          ev.samples_exact)),
     ]
     if ev.stats is not None:
         st = ev.stats
@@ -427,6 +516,10 @@ def demo(out_dir: str, as_json: bool, neuron: str, no_plot: bool) -> None:
     from .evaluation import evaluate
 
     t_start = time.perf_counter()
+    out = Path(out_dir)
+    check_output_file(out / "digits_cnn.onespike", "--out", None)
+    if not no_plot:
+        check_output_file(out / "raster.png", "--out", None)
     progress = _progress()
     model, weights = _demo_model(progress)
     train = load_dataset("digits", "train")
@@ -437,9 +530,8 @@ def demo(out_dir: str, as_json: bool, neuron: str, no_plot: bool) -> None:
                      "calibration": f"{train.name} ({len(train)} samples)"})
     t_convert = time.perf_counter() - t0
     ev = evaluate(snn, test.images, test.labels, model=model, engine="event", progress=progress)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    snn_file = onespike.save(snn, out / "digits_cnn.onespike")
+    snn_file = _save(snn, out / "digits_cnn.onespike")
     raster = None
     if not no_plot:
         sim = snn.simulate(test.images[:1], "event")
@@ -473,9 +565,9 @@ def demo(out_dir: str, as_json: bool, neuron: str, no_plot: bool) -> None:
               "(scripted nn.Sequential), a torch.export .pt2, or a built-in name "
               "(digits_cnn, …: shipped weights unless --weights).")
 @_conversion_options(required_calibration=True)
-@click.option("--root", type=click.Path(file_okay=False),
-              help="Folder of a dataset that needs one (cifar10, cifar100, imagefolder, "
-              "fashion-mnist elsewhere than the default).")
+@click.option("--root", type=click.Path(), metavar="DIR",
+              help="Where a dataset's files are: a folder (cifar10, cifar100, imagefolder, "
+              "fashion-mnist elsewhere than the default) or a CIFAR .tar.gz archive.")
 @click.option("--clip", is_flag=True, help="Clip calibration inputs to the input range "
               "instead of failing.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default="snn.onespike",
@@ -487,10 +579,9 @@ def convert(out: str, as_json: bool, **opts: Any) -> None:
     Example: onespike convert --model mypkg.nets:make_cnn --weights cnn.safetensors
     --calibration digits --out cnn.onespike
     """
-    import onespike
-
+    check_output_file(out)
     snn, _ = _convert(opts)
-    path = onespike.save(snn, out)
+    path = _save(snn, out)
     summary = snn.summary()
     if as_json:
         _echo_json({"file": str(path), **summary})
@@ -517,7 +608,8 @@ def convert(out: str, as_json: bool, **opts: Any) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate the first N samples only.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Samples simulated at a time.")
-@click.option("--root", type=click.Path(file_okay=False), help="Dataset folder (see convert).")
+@click.option("--root", type=click.Path(), metavar="DIR",
+              help="Dataset folder or CIFAR .tar.gz archive (see convert).")
 @click.option("--engine", type=click.Choice(["event", "closed"]), default="event",
               show_default=True, help="event: exact dynamics; closed: t = t_max − ReLU(z) "
               "plus the certificate.")
@@ -559,7 +651,7 @@ def evaluate(snn_file: str | None, dataset: str | None, split: str, limit: int |
         raise click.UsageError("--dataset is required (the network does not record one)")
     if snn_file is None:
         snn, model = _convert(opts, default_calibration=dataset)
-    data = _load_data(dataset, split, limit, opts.get("root"))
+    data = load_data(dataset, split, limit, opts.get("root"))
     check_input_shape(snn, tuple(data.images.shape[1:]), f"dataset {data.name}")
     images = _apply_normalization(data.images, _normalization(opts, snn.meta))
     ev = run_evaluation(snn, images, data.labels, model=model, engine=engine,
@@ -599,18 +691,27 @@ def _routes_text(routes: list[dict[str, Any]]) -> str:
     parts = []
     for r in routes:
         if r["type"] == "maxpool":
-            parts.append(("signed " if r["signed"] else "") + "maxpool"
+            parts.append(("signed " if r.get("signed") else "") + "maxpool"
                          + "x".join(map(str, r["kernel"])))
         else:
-            parts.append("reshape")
+            parts.append(str(r["type"]))
     return "+".join(parts) or "-"
+
+
+def _edges_text(edges: list[dict[str, Any]], key: Any) -> str:
+    return ", ".join(key(e) for e in edges) or "-"
+
+
+def _shape(shape: Any) -> str:
+    return "x".join(map(str, shape))
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def info(file: str, as_json: bool) -> None:
-    """Describe a saved spiking network: layers, windows, latency, neuron and synapse counts."""
+    """Describe a saved spiking network: populations and the edges that feed them, windows,
+    delays, latency, neuron and synapse counts."""
     import onespike
 
     from .io import FORMAT_VERSION
@@ -621,22 +722,30 @@ def info(file: str, as_json: bool) -> None:
         _echo_json({"file": file, "format_version": FORMAT_VERSION,
                     "bytes": Path(file).stat().st_size, **s})
         return
-    rows: list[tuple[str, ...]] = [("#", "layer", "source", "kind", "routes", "in", "out",
+    rows: list[tuple[str, ...]] = [("#", "layer", "from", "kind", "routes", "in", "out",
                                     "t_min", "t_max", "B", "neurons", "synapses")]
     for i, ly in enumerate(s["layers"]):
         b = ly["t_max"] - ly["t_min"]
-        rows.append((str(i), ly["name"], ly["source"] or "-", ly["kind"],
-                     _routes_text(ly["routes"]),
-                     "x".join(map(str, ly["in_shape"])), "x".join(map(str, ly["out_shape"])),
-                     f"{ly['t_min']:.4g}", f"{ly['t_max']:.4g}",
-                     "readout" if ly["readout"] else f"{b:.4g}",
-                     f"{ly['neurons']:,}", f"{ly['synapses']:,}"))
+        edges = ly.get("edges", [])
+        rows.append((
+            str(i), ly["name"],
+            _edges_text(edges, lambda e: e["source"] + (f" (+{e['delay']:.4g} τ_c)"
+                                                        if e.get("delay") else "")),
+            _edges_text(edges, lambda e: e["kind"]),
+            _edges_text(edges, lambda e: _routes_text(e.get("routes", []))),
+            _edges_text(edges, lambda e: _shape(e["in_shape"])), _shape(ly["out_shape"]),
+            f"{ly['t_min']:.4g}", f"{ly['t_max']:.4g}",
+            "readout" if ly["readout"] else f"{b:.4g}",
+            f"{ly['neurons']:,}", f"{ly['synapses']:,}"))
     click.echo(f"{file}: {s['neuron']} neurons, zeta {s['zeta']:g}, {s['dtype']}, input "
-               f"{'x'.join(map(str, s['input_shape']))} -> output "
-               f"{'x'.join(map(str, s['output_shape']))}")
+               f"{_shape(s['input_shape'])} -> output {_shape(s['output_shape'])}")
     click.echo(_table(rows, align="rlllllllrrrr"))
+    delays = ""
+    if s.get("delayed_edges"):
+        delays = (f"; {s['delayed_edges']} of {s['edges']} edges delayed (up to "
+                  f"{s['max_delay']:.4g} τ_c)")
     click.echo(f"latency {s['latency']:.4g} τ_c; neurons: {s['input_neurons']:,} input + "
-               f"{s['hidden_neurons']:,} hidden; synapses {s['synapses']:,}")
+               f"{s['hidden_neurons']:,} hidden; synapses {s['synapses']:,}{delays}")
     meta = {k: v for k, v in s["meta"].items() if k not in ("normalize",)}
     if meta:
         click.echo("meta: " + ", ".join(f"{k}={v}" for k, v in meta.items()))

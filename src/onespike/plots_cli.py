@@ -49,8 +49,9 @@ def _source_options(default_samples: int) -> Callable[[Any], Any]:
                      help="The digits CNN on the scikit-learn digits (no files needed)."),
         click.option("--dataset", help="Data set the inputs come from (digits, "
                      "fashion-mnist, …; default: the network's own, or digits with --demo)."),
-        click.option("--root", type=click.Path(file_okay=False),
-                     help="Folder of the data set files, where its loader needs one."),
+        click.option("--root", type=click.Path(), metavar="DIR",
+                     help="Folder of the data set files (or the CIFAR .tar.gz archive), where "
+                     "its loader needs one."),
         click.option("--split", type=click.Choice(["test", "train"]), default="test",
                      show_default=True, help="Split the inputs come from."),
         click.option("--samples", type=click.IntRange(min=1), default=default_samples,
@@ -114,7 +115,7 @@ def _source(opts: dict[str, Any]) -> _Source:
     """Resolve ``--snn`` / ``--model`` / ``--demo`` and the data set into a network and data."""
     import onespike
 
-    from .data import load_dataset
+    from .cli import load_data
 
     given = [k for k in ("snn_path", "model", "demo") if opts.get(k)]
     if len(given) != 1:
@@ -137,14 +138,13 @@ def _source(opts: dict[str, Any]) -> _Source:
             if not dataset:
                 raise click.UsageError("--model needs --dataset (the data it was trained on)")
             model, origin = _load_model(opts["model"], opts.get("weights")), opts["model"]
-        calib = load_dataset(dataset, "train", limit=opts["calibration_samples"],
-                             root=opts.get("root"))
+        calib = load_data(dataset, "train", opts["calibration_samples"], opts.get("root"))
         snn = onespike.convert(model, calib.images, input_range=calib.input_range,
                                zeta=opts["zeta"], neuron=opts["neuron"],
                                clip=opts.get("clip", False), progress=False)
         origin = f"{origin} converted (neuron {opts['neuron']}, zeta {opts['zeta']:g}, " \
                  f"{len(calib)} calibration samples)"
-    data = load_dataset(dataset, opts["split"], limit=opts["samples"], root=opts.get("root"))
+    data = load_data(dataset, opts["split"], opts["samples"], opts.get("root"))
     images = _normalise(data.images, meta)
     if tuple(images.shape[1:]) != tuple(snn.input_shape):
         raise click.UsageError(f"{data.name} images have shape {tuple(images.shape[1:])} but "
@@ -169,9 +169,19 @@ def _engine_options(f: Any) -> Any:
                         help="Simulation engine.")(f)
 
 
+def _check_out(path: str, option: str = "--out", example: str = "figure.png") -> None:
+    from .cli import check_output_file
+
+    check_output_file(path, option, example)
+
+
 def _out_option(default: str) -> Callable[[Any], Any]:
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        _check_out(value, "--out", default)
+        return value
+
     return click.option("--out", type=click.Path(dir_okay=False), default=default,
-                        show_default=True, help="PNG file to write.")
+                        show_default=True, callback=check, help="PNG file to write.")
 
 
 def _check_sample(src: _Source, sample: int) -> None:
@@ -221,13 +231,42 @@ def _label(src: _Source, i: int) -> str:
     return src.classes[y] if y < len(src.classes) else str(y)
 
 
-def _layer_arg(text: str | None) -> int | str:
+def _layer_arg(snn: Any, text: str | None) -> int:
+    """Index into ``snn.layers`` of ``--layer`` (a name or an index, negative from the end)."""
+    names = [ly.name for ly in snn.layers]
     if text is None:
         return 0
     try:
-        return int(text)
+        idx = int(text)
     except ValueError:
-        return text
+        if text not in names:
+            raise click.BadParameter(f"no layer {text!r}; layers: {', '.join(names)}",
+                                     param_hint="'--layer'") from None
+        return names.index(text)
+    if not -len(names) <= idx < len(names):
+        raise click.BadParameter(f"layer {idx} is out of range: the network has "
+                                 f"{len(names)} layers ({', '.join(names)}; 0 to "
+                                 f"{len(names) - 1}, or negative from the end)",
+                                 param_hint="'--layer'")
+    return idx % len(names)
+
+
+def _neurons_arg(snn: Any, layer: int, text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        chosen = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter("give integers separated by commas",
+                                 param_hint="'--neurons'") from None
+    ly = snn.layers[layer]
+    n = ly.num_neurons
+    bad = [i for i in chosen if not 0 <= i < n]
+    if bad:
+        raise click.BadParameter(f"neuron {bad[0]} is out of range: layer {ly.name} has {n} "
+                                 f"neurons (flat indices 0 to {n - 1})",
+                                 param_hint="'--neurons'")
+    return chosen
 
 
 @plot.command("trace")
@@ -246,15 +285,10 @@ def trace_cmd(sample: int, layer: str | None, neurons: str | None, out: str,
 
     src = _source(opts)
     _check_sample(src, sample)
-    chosen = None
-    if neurons:
-        try:
-            chosen = [int(v) for v in neurons.split(",") if v.strip()]
-        except ValueError:
-            raise click.BadParameter("give integers separated by commas",
-                                     param_hint="--neurons") from None
+    idx = _layer_arg(src.snn, layer)
+    chosen = _neurons_arg(src.snn, idx, neurons)
     sim = src.snn.simulate(src.images[sample : sample + 1], clip=opts["clip"], record=True)
-    plot_trace(src.snn, sim, _layer_arg(layer), neurons=chosen, path=out)
+    plot_trace(src.snn, sim, idx, neurons=chosen, path=out)
     click.echo(f"{src.description}\nwrote {out}")
 
 
@@ -304,11 +338,24 @@ def _parse_values(text: str) -> list[float]:
     return vals
 
 
+class _KnobChoice(click.Choice):
+    """The knobs spelt with hyphens (``alpha-noise``, as in the README) or underscores
+    (``alpha_noise``, as in :data:`onespike.robustness.KNOBS`); the value is the latter."""
+
+    def __init__(self) -> None:
+        super().__init__(["zeta", "jitter", "alpha-noise", "time-bits", "weight-bits"])
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        text = str(value).strip().lower().replace("_", "-")
+        return super().convert(text, param, ctx).replace("-", "_")
+
+
 @click.command("robustness", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--knob", type=click.Choice(["zeta", "jitter", "alpha_noise", "time_bits",
-                                           "weight_bits"]), required=True,
+@click.option("--knob", type=_KnobChoice(), required=True,
               help="What to vary: window margin, spike-time jitter σ [τ_c], α noise σ "
-              "(model A), spike-time bits per window, weight bits (0 = off for bits).")
+              "(model A), spike-time bits per window, weight bits (0 = off for bits); "
+              "alpha_noise etc. work as well.")
 @click.option("--values", "values_text", required=True,
               help="Comma-separated knob values, e.g. 0,0.01,0.05.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
@@ -320,10 +367,11 @@ def _parse_values(text: str) -> list[float]:
 @_out_option("robustness.png")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the results as JSON.")
-@click.option("--progress/--no-progress", default=True, show_default=True,
-              help="Show a progress bar.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar. Default: when stderr is a terminal, unless "
+              "'onespike -q'.")
 def robustness(knob: str, values_text: str, seeds: int, base_jitter: float, out: str,
-               json_path: str | None, progress: bool, **opts: Any) -> None:
+               json_path: str | None, progress: bool | None, **opts: Any) -> None:
     """Sweep one robustness knob: accuracy and agreement with the ReLU network (mean ± std
     over seeds); prints a table and writes a PNG with error bars.
 
@@ -332,9 +380,13 @@ def robustness(knob: str, values_text: str, seeds: int, base_jitter: float, out:
         --dataset fashion-mnist --model vgg_fmnist --samples 500
     """
     from . import Perturbation
+    from .cli import progress_enabled
     from .robustness import sweep
 
     values = _parse_values(values_text)
+    if json_path:
+        _check_out(json_path, "--json", "robustness.json")
+    progress = progress_enabled(progress)
     src = _source(opts)
     extra: dict[str, Any] = {}
     if opts["engine"] == "clock":

@@ -48,3 +48,13 @@ def returns_dict() -> dict:
 def explodes() -> nn.Module:
     """A factory that raises."""
     raise RuntimeError("factory exploded")
+
+
+def cifar_tiny() -> nn.Sequential:
+    """A small CNN for 3×32×32 CIFAR images (random weights: the CIFAR tests only convert)."""
+    import torch
+
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10),
+    )

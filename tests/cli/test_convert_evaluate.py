@@ -9,6 +9,7 @@ import torch
 from tests.cli.helpers import TINY
 
 import onespike
+from onespike.io import FORMAT_VERSION
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -53,13 +54,15 @@ def test_round_trip(cli, tiny, tmp_path: Path) -> None:
     info = cli("info", net, "--json")
     assert info.code == 0, info
     d = info.json()
-    assert d["format_version"] == 1 and d["neuron"] == "alpha"
-    assert [ly["kind"] for ly in d["layers"]] == ["conv", "linear"]
-    assert d["layers"][0]["source"] == "0" and d["layers"][1]["readout"] is True
+    assert d["format_version"] == FORMAT_VERSION and d["neuron"] == "alpha"
+    assert [[e["kind"] for e in ly["edges"]] for ly in d["layers"]] == [["conv"], ["linear"]]
+    assert [e["source"] for e in d["layers"][1]["edges"]] == ["layer1"]
+    assert d["layers"][0]["edges"][0]["origin"] == "0" and d["layers"][1]["readout"] is True
     assert d["input_shape"] == [1, 8, 8] and d["output_shape"] == [10]
     assert d["meta"]["dataset"] == "digits"
     table = cli("info", net)
-    assert table.code == 0 and "latency" in table.stdout and "maxpool2x2" in table.stdout
+    assert table.code == 0, table
+    assert "latency" in table.stdout and "maxpool2x2+reshape" in table.stdout
 
     # the dataset defaults to the one the network was calibrated on
     ev = cli("evaluate", "--snn", net, "--json")
@@ -84,6 +87,31 @@ def test_round_trip(cli, tiny, tmp_path: Path) -> None:
     for word in ("ReLU accuracy", "SNN accuracy (closed)", "agreement", "certificate",
                  "spikes per neuron", "synaptic events", "latency"):
         assert word in text.stdout
+
+
+def test_info_shows_the_edges_of_a_dag(cli, tmp_path: Path) -> None:
+    """A residual network: the readout is fed by two populations, one edge delayed."""
+
+    class Residual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.b = torch.nn.Conv2d(4, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(256, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.a(x))
+            return self.fc(torch.flatten(torch.relu(self.b(h)) + h, 1))
+
+    torch.manual_seed(0)
+    net = tmp_path / "res.onespike"
+    onespike.save(onespike.convert(Residual().eval(), torch.rand(20, 1, 8, 8),
+                                   progress=False), net)
+    out = cli("info", net)
+    assert out.code == 0, out
+    readout = next(ln for ln in out.stdout.splitlines() if ln.startswith("2"))
+    assert "layer2, layer1 (+" in readout and "linear, linear" in readout
+    assert "edges delayed" in out.stdout
 
 
 def test_saved_file_matches_python_api(cli, tiny, tmp_path: Path) -> None:
