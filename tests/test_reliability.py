@@ -144,3 +144,14 @@ def test_cuda_smoke() -> None:
     assert sim.output.device.type == "cuda" and sim.certificate.exact
     ref = model.double()(x.double())
     assert float((sim.output - ref).abs().max()) < 1e-9
+
+
+@pytest.mark.parametrize("engine", ["event", "closed", "clock"])
+def test_empty_batch_and_bad_chunk_size(engine: str) -> None:
+    snn = onespike.convert(_mlp(), torch.rand(4, 1, 4, 4), progress=False)
+    sim = snn.simulate(torch.rand(0, 1, 4, 4), engine=engine)
+    assert sim.output.shape == (0, 3) and sim.certificate.exact
+    assert [tuple(t.shape) for t in sim.spike_times] == [(0, 1, 4, 4), (0, 8)]
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="chunk_size"):
+            snn.simulate(torch.rand(2, 1, 4, 4), engine=engine, chunk_size=bad)

@@ -148,10 +148,12 @@ def run_simulation(
         for pop in network.hidden_layers:
             gains[pop.name] = perturbation.alpha_gain(pop.out_shape, gen, network.dtype,
                                                       network.device)
+    if n == 0:  # an empty batch: empty results, nothing to simulate
+        return _empty_result(network, xhat, engine.name, record, extras)
     outs: list[Tensor] = []
     recs: list[list[Tensor]] = []
     certs: list[Certificate] = []
-    starts = range(0, n, chunk_size) if n else range(1)
+    starts = range(0, n, chunk_size)
     with torch.no_grad():
         for s in tqdm(starts, desc=f"simulating ({engine.name})", unit="chunk",
                       disable=not progress or len(starts) < 2, leave=False):
@@ -176,6 +178,24 @@ def run_simulation(
         engine=engine.name,
         neuron=network.neuron,
         latency=network.latency,
+        extras=dict(extras or {}),
+    )
+
+
+def _empty_result(network: SpikingNetwork, xhat: Tensor, engine: str, record: bool,
+                  extras: dict[str, object] | None) -> SimulationResult:
+    hidden = network.hidden_layers
+    empty = xhat.new_empty((0, *network.output_shape))
+    cert = Certificate([p.name for p in hidden], [0] * len(hidden), [0] * len(hidden),
+                       [0] * len(hidden), [0] * len(hidden),
+                       torch.zeros(0, dtype=torch.bool, device=xhat.device))
+    return SimulationResult(
+        output=empty,
+        spike_times=([xhat.new_empty((0, *network.input_shape))]
+                     + [xhat.new_empty((0, *p.out_shape)) for p in hidden]) if record else [],
+        layer_names=["input"] + [p.name for p in hidden] if record else [],
+        windows=[(0.0, 1.0)] + [(p.t_min, p.t_max) for p in hidden] if record else [],
+        certificate=cert, engine=engine, neuron=network.neuron, latency=network.latency,
         extras=dict(extras or {}),
     )
 
