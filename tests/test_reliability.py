@@ -155,3 +155,19 @@ def test_empty_batch_and_bad_chunk_size(engine: str) -> None:
     for bad in (0, -1, 1.5):
         with pytest.raises(ValueError, match="chunk_size"):
             snn.simulate(torch.rand(2, 1, 4, 4), engine=engine, chunk_size=bad)
+
+
+def test_normalization_travels_with_the_network(tmp_path) -> None:
+    torch.manual_seed(3)
+    raw = torch.rand(32, 1, 4, 4)
+    snn = onespike.convert(_mlp(), (raw - 0.2860) / 0.3530, normalization=(0.2860, 0.3530),
+                           progress=False)
+    assert snn.normalization == ([0.2860], [0.3530])
+    assert float(snn.input_low.min()) == pytest.approx(-0.2860 / 0.3530)
+    assert torch.equal(snn.normalize(raw), (raw - 0.2860) / 0.3530)
+    onespike.save(snn, tmp_path / "n.onespike")
+    back = onespike.load(tmp_path / "n.onespike")
+    assert back.normalization == snn.normalization
+    assert back.summary()["normalization"] == {"mean": [0.2860], "std": [0.3530]}
+    with pytest.raises(ValueError, match="positive"):
+        onespike.convert(_mlp(), raw, normalization=(0.5, 0.0), progress=False)

@@ -264,6 +264,39 @@ def _normalization(opts: dict[str, Any], meta: dict[str, Any] | None = None
     return None
 
 
+def _evaluation_normalization(opts: dict[str, Any], snn: Any
+                              ) -> tuple[list[float], list[float]] | None:
+    """The normalisation to apply before evaluating ``snn``: the one it records; a different
+    ``--normalize`` is refused (it would silently feed the network other inputs)."""
+    given = _normalization(opts)
+    stored = snn.normalization
+    if given is not None and stored is not None:
+        from .network import check_normalization
+
+        if check_normalization(*given) != check_normalization(*stored):
+            raise click.UsageError(
+                f"--normalize {given[0]} {given[1]} disagrees with the normalisation the "
+                f"network was converted with (mean {stored[0]}, std {stored[1]}); leave "
+                "--normalize out to use the recorded one")
+    return stored if stored is not None else given
+
+
+def _warn_range_mismatch(snn: Any, images: Any, name: str) -> None:
+    """Warn when the data cover much less than the network's input range (e.g. raw [0, 1]
+    pixels fed to a network converted for normalised inputs)."""
+    if images.numel() == 0 or not images.is_floating_point():
+        return
+    lo, hi = float(images.min()), float(images.max())
+    low, high = float(snn.input_low.min()), float(snn.input_high.max())
+    span = high - low
+    inside = max(0.0, min(hi, high) - max(lo, low))
+    if span > 0 and inside < 0.5 * span:
+        click.echo(
+            f"warning: the {name} inputs span [{lo:.4g}, {hi:.4g}] but the network's input "
+            f"range is [{low:.4g}, {high:.4g}]: are the data normalised as for conversion? "
+            "(--normalize MEAN STD, or convert with the data's own range)", err=True)
+
+
 def _apply_normalization(images: Any, norm: tuple[list[float], list[float]] | None) -> Any:
     if norm is None:
         return images
@@ -369,16 +402,14 @@ def _convert(opts: dict[str, Any], default_calibration: str | None = None
     _check_model_accepts(model, calib, calib_desc)
     low, high = _input_range(opts, natural)
     dtype = torch.float64 if opts["dtype"] == "float64" else torch.float32
+    norm = _normalization(opts)
     snn = onespike.convert(model, calib, input_range=(low, high), zeta=opts["zeta"],
                            neuron=opts["neuron"], dtype=dtype, clip=opts.get("clip", False),
-                           progress=_progress())
+                           progress=_progress(), normalization=norm)
     snn.meta.update({"source": origin, "calibration": calib_desc})
     spec = opts.get("calibration") or default_calibration
     if spec and not Path(spec).suffix:
         snn.meta["dataset"] = spec
-    norm = _normalization(opts)
-    if norm is not None:
-        snn.meta["normalize"] = {"mean": norm[0], "std": norm[1]}
     return snn, model
 
 
@@ -653,7 +684,8 @@ def evaluate(snn_file: str | None, dataset: str | None, split: str, limit: int |
         snn, model = _convert(opts, default_calibration=dataset)
     data = load_data(dataset, split, limit, opts.get("root"))
     check_input_shape(snn, tuple(data.images.shape[1:]), f"dataset {data.name}")
-    images = _apply_normalization(data.images, _normalization(opts, snn.meta))
+    images = _apply_normalization(data.images, _evaluation_normalization(opts, snn))
+    _warn_range_mismatch(snn, images, data.name)
     ev = run_evaluation(snn, images, data.labels, model=model, engine=engine,
                         batch_size=batch_size, clip=opts.get("clip", False),
                         progress=_progress())
@@ -746,6 +778,9 @@ def info(file: str, as_json: bool) -> None:
                   f"{s['max_delay']:.4g} τ_c)")
     click.echo(f"latency {s['latency']:.4g} τ_c; neurons: {s['input_neurons']:,} input + "
                f"{s['hidden_neurons']:,} hidden; synapses {s['synapses']:,}{delays}")
+    if s.get("normalization"):
+        n = s["normalization"]
+        click.echo(f"input normalisation: mean {n['mean']}, std {n['std']}")
     meta = {k: v for k, v in s["meta"].items() if k not in ("normalize",)}
     if meta:
         click.echo("meta: " + ", ".join(f"{k}={v}" for k, v in meta.items()))

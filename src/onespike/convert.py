@@ -14,7 +14,7 @@ from .calibrate import calibrate, iter_inputs
 from .errors import CalibrationError
 from .fold import fold
 from .mapping import build_layers, window_sizes
-from .network import SpikingNetwork
+from .network import SpikingNetwork, check_normalization
 from .neurons import NEURON_MODELS, get_neuron
 from .scale import scale_for_model_a
 from .trace import to_graph, validate_and_trace
@@ -56,6 +56,7 @@ def convert(
     dtype: torch.dtype = torch.float64,
     clip: bool = False,
     progress: bool = True,
+    normalization: tuple[Any, Any] | None = None,
 ) -> SpikingNetwork:
     """Convert a trained ReLU network into an exact single-spike network.
 
@@ -74,6 +75,11 @@ def convert(
         dtype: floating dtype of the spiking network (float64 by default: exactness).
         clip: clip calibration inputs to ``input_range`` instead of raising.
         progress: show a progress bar while calibrating.
+        normalization: ``(mean, std)`` (scalars or per channel) of the ``Normalize`` that
+            turned pixels in ``[0, 1]`` into the model's inputs. It is recorded in the network
+            (``snn.normalization``, saved with it, applied by ``snn.normalize(images)`` and the
+            CLI), and when ``input_range`` is left at its default the range becomes
+            ``((0 − mean)/std, (1 − mean)/std)``.
 
     Raises:
         UnsupportedOperationError: an operation cannot be mapped (raised before any
@@ -123,6 +129,15 @@ def convert(
             m.train(f)
 
     input_shape = graph.nodes[0].out_shape
+    norm = None
+    if normalization is not None:
+        norm = check_normalization(*normalization)
+        if tuple(input_range) == (0.0, 1.0):
+            n = max(len(norm[0]), len(norm[1]))
+            m = norm[0] * n if len(norm[0]) == 1 else norm[0]
+            sd = norm[1] * n if len(norm[1]) == 1 else norm[1]
+            input_range = ([(0 - a) / b for a, b in zip(m, sd)],
+                           [(1 - a) / b for a, b in zip(m, sd)])
     low = _range_map(input_range[0], input_shape, dtype, device, "low")
     high = _range_map(input_range[1], input_shape, dtype, device, "high")
     if not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):
@@ -149,4 +164,4 @@ def convert(
     meta = {"calibration_samples": count, "model": type(model).__name__}
     return SpikingNetwork(layers, input_shape=input_shape, input_low=low, input_high=high,
                           output_routes=folded.output_routes, neuron=neuron, zeta=zeta,
-                          meta=meta)
+                          meta=meta, normalization=norm)

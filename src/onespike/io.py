@@ -63,7 +63,7 @@ import torch
 from torch import Tensor
 
 from .errors import FormatError
-from .network import SpikingNetwork
+from .network import SpikingNetwork, check_normalization
 from .neurons import NEURON_MODELS
 from .population import EdgeSpec, Population, describe_route
 from .routing import MaxPoolRoute, ReshapeRoute, Route, SliceRoute
@@ -140,6 +140,8 @@ def _describe(snn: SpikingNetwork, tensors: dict[str, Tensor]) -> dict[str, Any]
         "layers": [p.describe() for p in snn.populations],
         "tensors": {k: {"dtype": _dtype_name(v.dtype), "shape": list(v.shape)}
                     for k, v in sorted(tensors.items())},
+        "normalization": (None if snn.normalization is None else
+                          {"mean": snn.normalization[0], "std": snn.normalization[1]}),
         "meta": snn.meta,
     }
 
@@ -503,10 +505,21 @@ def _build(doc: dict[str, Any], tensors: dict[str, Tensor]) -> SpikingNetwork:
                              f"{list(shape)}")
         shape = tuple(r.out_shape)
     meta = doc.get("meta") or {}
+    norm = doc.get("normalization")
+    if norm is None and isinstance(meta, dict) and isinstance(meta.get("normalize"), dict):
+        norm = meta["normalize"]  # written by the CLI before the field existed
+    if norm is not None:
+        if not (isinstance(norm, dict) and "mean" in norm and "std" in norm):
+            raise ValueError("'normalization' must be {'mean': …, 'std': …}")
+        try:
+            norm = check_normalization(norm["mean"], norm["std"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid 'normalization': {exc}") from None
     snn = SpikingNetwork(
         layers, input_shape=input_shape, input_low=tensors["input_low"],
         input_high=tensors["input_high"], output_routes=out_routes, neuron=doc["neuron"],
         zeta=_float(doc["zeta"], "zeta"), meta=meta if isinstance(meta, dict) else {},
+        normalization=norm,
     )
     known = set(snn.state_dict()) | {f"output_routes.{j}.sign"
                                      for j, r in enumerate(out_routes)

@@ -18,6 +18,17 @@ __all__ = ["SpikingNetwork"]
 _RANGE_TOL = 1e-9
 
 
+def check_normalization(mean: Any, std: Any) -> tuple[list[float], list[float]]:
+    """``(mean, std)`` of ``Normalize`` as float lists (scalars or one value per channel)."""
+    m = [float(v) for v in (mean if isinstance(mean, (list, tuple)) else [mean])]
+    s = [float(v) for v in (std if isinstance(std, (list, tuple)) else [std])]
+    if not m or not s or any(not v > 0 or v != v or v == float("inf") for v in s) or any(
+            v != v or abs(v) == float("inf") for v in m):
+        raise ValueError(f"normalization needs finite means and positive finite stds, got "
+                         f"mean={mean!r}, std={std!r}")
+    return m, s
+
+
 def range_tolerance(dtype: torch.dtype, low: Tensor, high: Tensor) -> float:
     """How far (in units of the normalised input ``x̂``) an input may lie outside the declared
     range and still count as inside: rounding of data normalised in ``dtype``
@@ -53,6 +64,7 @@ class SpikingNetwork(nn.Module):
         neuron: str,
         zeta: float,
         meta: dict[str, Any] | None = None,
+        normalization: tuple[Any, Any] | None = None,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -63,6 +75,8 @@ class SpikingNetwork(nn.Module):
         self.neuron = neuron
         self.zeta = float(zeta)
         self.meta: dict[str, Any] = dict(meta or {})
+        self.normalization: tuple[list[float], list[float]] | None = (
+            None if normalization is None else check_normalization(*normalization))
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -115,6 +129,17 @@ class SpikingNetwork(nn.Module):
         if self.output_routes:
             return tuple(self.output_routes[-1].out_shape)
         return self.readout.out_shape
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """Apply the recorded input normalisation ``(x − mean)/std`` (per channel, dim 1) to
+        raw ``images``; unchanged when the network records none."""
+        if self.normalization is None:
+            return images
+        mean, std = (torch.tensor(v, dtype=images.dtype if images.is_floating_point()
+                                  else self.dtype, device=images.device)
+                     for v in self.normalization)
+        shape = (1, -1) + (1,) * (images.dim() - 2)
+        return (images - mean.reshape(shape)) / std.reshape(shape)
 
     # -- input encoding ----------------------------------------------------------------------
     def encode(self, x: Tensor, *, clip: bool = False, name: str = "input") -> Tensor:
@@ -255,6 +280,8 @@ class SpikingNetwork(nn.Module):
             "delayed_edges": sum(1 for d in delays if d > 0),
             "max_delay": max(delays, default=0.0),
             "layers": layers,
+            "normalization": (None if self.normalization is None else
+                              {"mean": self.normalization[0], "std": self.normalization[1]}),
             "meta": self.meta,
         }
 

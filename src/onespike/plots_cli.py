@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 from torch import Tensor
 
 __all__ = ["cli", "plot", "robustness"]
@@ -102,13 +101,9 @@ def _demo_model() -> Any:
         return model.eval()
 
 
-def _normalise(images: Tensor, meta: dict[str, Any]) -> Tensor:
-    norm = meta.get("normalize")
-    if not (isinstance(norm, dict) and "mean" in norm and "std" in norm):
-        return images
-    mean = torch.tensor(norm["mean"], dtype=images.dtype).reshape(1, -1, 1, 1)
-    std = torch.tensor(norm["std"], dtype=images.dtype).reshape(1, -1, 1, 1)
-    return (images - mean) / std
+def _normalise(images: Tensor, snn: Any) -> Tensor:
+    """The network's recorded input normalisation (any image rank)."""
+    return snn.normalize(images)
 
 
 def _source(opts: dict[str, Any]) -> _Source:
@@ -145,7 +140,7 @@ def _source(opts: dict[str, Any]) -> _Source:
         origin = f"{origin} converted (neuron {opts['neuron']}, zeta {opts['zeta']:g}, " \
                  f"{len(calib)} calibration samples)"
     data = load_data(dataset, opts["split"], opts["samples"], opts.get("root"))
-    images = _normalise(data.images, meta)
+    images = _normalise(data.images, snn)
     if tuple(images.shape[1:]) != tuple(snn.input_shape):
         raise click.UsageError(f"{data.name} images have shape {tuple(images.shape[1:])} but "
                                f"the network expects {tuple(snn.input_shape)}")

@@ -155,10 +155,23 @@ def test_normalize_and_input_range(cli, tiny, tmp_path: Path) -> None:
     assert out.code == 0, out
     snn = onespike.load(net)
     assert float(snn.input_low.min()) == -2.0 and float(snn.input_high.max()) == 2.0
-    assert snn.meta["normalize"] == {"mean": [0.5], "std": [0.25]}
+    assert snn.normalization == ([0.5], [0.25])  # the documented attribute, saved with it
     ev = cli("evaluate", "--snn", net, "--limit", 100, "--json")  # normalises the data again
     assert ev.code == 0, ev
     _assert_exact(ev.json())
+    same = cli("evaluate", "--snn", net, "--limit", 50, "--normalize", "0.5", "0.25", "--json")
+    assert same.code == 0, same
+    other = cli("evaluate", "--snn", net, "--limit", 50, "--normalize", "0.4", "0.25")
+    assert other.code != 0 and "disagrees" in other.stderr, other
+    info = cli("info", net)
+    assert "input normalisation: mean [0.5], std [0.25]" in info.stdout, info
+
+    shifted = tmp_path / "s.onespike"  # a network for inputs in [2, 3]: digits in [0, 1] warn
+    out = cli("convert", "--model", TINY, "--weights", tiny.safetensors, "--calibration",
+              "digits", "--input-range", "-3", "1", "--out", shifted)
+    assert out.code == 0, out
+    ev = cli("evaluate", "--snn", shifted, "--dataset", "digits", "--limit", 20)
+    assert ev.code == 0 and "warning: the" in ev.stderr and "input range" in ev.stderr, ev
 
     wide = tmp_path / "w.onespike"
     out = cli("convert", "--model", TINY, "--weights", tiny.safetensors, "--calibration",
