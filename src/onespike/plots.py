@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 import torch
@@ -45,6 +46,11 @@ __all__ = [
 
 _TIME = "time [τ_c]"
 _COLORS = matplotlib.colormaps["tab10"].colors
+
+
+def _np(t: Tensor) -> Any:
+    """A NumPy copy for matplotlib, from any device."""
+    return t.detach().cpu().numpy()
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str] | None, dpi: int = 120) -> Figure:
@@ -174,7 +180,7 @@ def plot_raster(
         sel = tt[idx]
         fired = torch.isfinite(sel)
         _shade_windows(ax, sim.windows, k)
-        ax.scatter(sel[fired].numpy(), idx[fired].numpy(), s=4 if idx.numel() > 200 else 12,
+        ax.scatter(_np(sel[fired]), _np(idx[fired]), s=4 if idx.numel() > 200 else 12,
                    color=_COLORS[k % len(_COLORS)], marker="|" if idx.numel() <= 200 else ".",
                    linewidths=1.0)
         silent = int((~torch.isfinite(tt)).sum())
@@ -253,9 +259,9 @@ def plot_trace(
             ax.axvline(tb, color="0.4", lw=0.8)
         fired = ts < float("inf")
         before = t <= ts if fired else torch.ones_like(t, dtype=torch.bool)
-        ax.plot(t[before].numpy(), v[before].numpy(), color=color, lw=1.6, label="V(t)")
+        ax.plot(_np(t[before]), _np(v[before]), color=color, lw=1.6, label="V(t)")
         if bool((~before).any()):
-            ax.plot(t[~before].numpy(), v[~before].numpy(), color=color, lw=0.8, ls=":",
+            ax.plot(_np(t[~before]), _np(v[~before]), color=color, lw=0.8, ls=":",
                     label="after the spike")
         ax.axhline(th, color="k", lw=0.8, ls="--", label=f"θ = {th:.4g}")
         if fired:
@@ -298,7 +304,7 @@ def plot_histograms(
         fin = tt[torch.isfinite(tt)]
         ax.axvspan(lo, hi, color=_COLORS[k % len(_COLORS)], alpha=0.15, lw=0)
         if fin.numel():
-            ax.hist(fin.numpy(), bins=bins, color=_COLORS[k % len(_COLORS)], log=log)
+            ax.hist(_np(fin), bins=bins, color=_COLORS[k % len(_COLORS)], log=log)
         silent = tt.numel() - fin.numel()
         ax.set_title(f"{name} [{lo:.3g}, {hi:.3g}]" + (f", {silent} silent" if silent else ""),
                      fontsize=9)
@@ -333,9 +339,9 @@ def plot_output(
     ax = fig.subplots()
     for i, v in enumerate(V):
         name = class_names[i] if class_names is not None and i < len(class_names) else str(i)
-        ax.plot(t.numpy(), v.numpy(), lw=2.4 if i == pred else 1.0,
+        ax.plot(_np(t), _np(v), lw=2.4 if i == pred else 1.0,
                 color=_COLORS[i % len(_COLORS)], label=f"{name}: {float(logits[i]):.3g}")
-    ax.scatter(torch.full((len(logits),), ly.t_min).numpy(), logits.numpy(), color="k",
+    ax.scatter(_np(torch.full((len(logits),), ly.t_min)), _np(logits), color="k",
                s=12, zorder=3)
     ax.axvline(ly.t_min, color="0.3", lw=0.8)
     ax.set_xlabel(_TIME)
