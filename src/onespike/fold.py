@@ -989,6 +989,20 @@ class _Folder:
                     const = placed.const if const is None else const + placed.const
             else:
                 return _Expr(parts, const, node.out_shape)
+        if len(x.terms) == 1 and x.terms[0].ops and x.terms[0].ops[-1].kind == "scale":
+            # k·P(x_p) + c with P non-negative (e.g. batch norm after an average pool of a
+            # ReLU output): P becomes a population, the pool a (signed) route on it
+            t = x.terms[0]
+            prefix = _Expr([_Term(t.pop, t.pop_shape, list(t.routes), t.ops[:-1])], None,
+                           t.ops[-1].in_shape)
+            if prefix.terms[0].ops and self._nonnegative(prefix):
+                q = self._materialise(prefix, role="pool", source=node.source)
+                e = _Expr([_Term(q.name, q.out_shape, [], [t.ops[-1]])], x.const, x.shape)
+                return self._maxpool(e, node)
+        if self._nonnegative(x):  # e.g. the inert ReLU of a sum of ReLU outputs: the pool
+            # reads a population carrying those values (its ReLU is inert as well)
+            p = self._materialise(x, role="pool", source=node.source)
+            return self._maxpool(_Expr([_Term(p.name, p.out_shape)], None, x.shape), node)
         ch = x.shape[0]
         one = self.ref.new_ones(ch)
         return _Pooled(x, [route(None, x.shape)], one, one.new_zeros(ch), node.out_shape,
