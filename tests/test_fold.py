@@ -26,7 +26,7 @@ def folded_of(model: nn.Module, x: torch.Tensor, low=0.0, high=1.0):
 def folded_logits(model: nn.Module, x: torch.Tensor, low=0.0, high=1.0) -> torch.Tensor:
     f, lo, hi = folded_of(model, x, low, high)
     xhat = (x.double() - lo) / (hi - lo)
-    out = f.forward_values(xhat)[-1]
+    out = f.forward_values(xhat)["readout"]
     for r in f.output_routes:
         out = r(out)
     return out
@@ -64,7 +64,7 @@ def test_bn_after_relu_padding_bias_map(conv_kw: dict) -> None:
     # a single bias per channel (the "interior" value) is NOT exact at the border: the map
     # varies over positions, so the per-position handling is really exercised
     f, _, _ = folded_of(model, x)
-    bias = f.stages[1].affine.bias
+    bias = f.populations[1].bias
     assert float((bias - bias[:, bias.shape[1] // 2 : bias.shape[1] // 2 + 1,
                           bias.shape[2] // 2 : bias.shape[2] // 2 + 1]).abs().max()) > 1e-6
 
@@ -95,7 +95,7 @@ def test_negative_gamma_across_max_pool_becomes_min_pool() -> None:
         model[2].weight.copy_(torch.tensor([-1.5, 2.0]))
     x = torch.rand(6, 1, 8, 8)
     f, _, _ = folded_of(model, x)
-    route = f.stages[1].routes[0]
+    route = f.readout.edges[0].routes[0]
     assert route.sign is not None and route.sign.tolist() == [-1.0, 1.0]
     with torch.no_grad():
         ref = model.double()(x.double())

@@ -719,6 +719,22 @@ class _Folder:
         """Terms reading new populations that carry ``t``'s values: ``x_q`` when they are
         non-negative, else ``x_{q+} − x_{q−}`` (``y = ReLU(y) − ReLU(−y)``)."""
         shape = t.shape
+        pools = [op for op in t.ops if op.kind == "avgpool"]
+        scales = [op for op in t.ops if op.kind == "scale"]
+        if pools and len(pools) + len(scales) == len(t.ops) and all(
+            op.k is not None and _channel_uniform(op.k) for op in scales
+        ):  # per-channel scalings commute with average pools: pool first (non-negative)
+            k = self.ref.new_ones(t.pop_shape[0] if not t.routes else t.routes[-1].out_shape[0])
+            for op in scales:
+                assert op.k is not None
+                k = k * _per_channel(op.k)
+            u = t.copy()
+            u.ops = [replace(op, in_shape=op.in_shape, out_shape=op.out_shape) for op in pools]
+            q = self._materialise(_Expr([u], None, shape), role="pool", source=pools[-1].source)
+            if bool((k == 1).all()):
+                return [_Term(q.name, shape)]
+            return [_Term(q.name, shape, [], [_Op("scale", shape, shape, scales[0].source,
+                                                  k=_channel_map(k, shape))])]
         e = _Expr([t], None, shape)
         if self._nonnegative(e):
             q = self._materialise(e, role="pool", source=f"{t.ops[-1].source}")

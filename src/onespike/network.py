@@ -172,10 +172,11 @@ class SpikingNetwork(nn.Module):
             if lo < -tol or hi > 1 + tol:
                 low = x.new_tensor(float(self.input_low.min()))
                 high = x.new_tensor(float(self.input_high.max()))
+                d = 8 if in_dtype in (torch.float32, torch.float16, torch.bfloat16) else 12
                 raise InputRangeError(
-                    f"{name} has values in [{float(x.min()):.10g}, {float(x.max()):.10g}] "
-                    f"outside the declared input_range (per element [{float(low):.10g}, "
-                    f"{float(high):.10g}] at the widest; normalised min {lo:.10g}, max "
+                    f"{name} has values in [{float(x.min()):.{d}g}, {float(x.max()):.{d}g}] "
+                    f"outside the declared input_range (per element [{float(low):.{d}g}, "
+                    f"{float(high):.{d}g}] at the widest; normalised min {lo:.10g}, max "
                     f"{hi:.10g}, tolerance {tol:.3g} for {str(in_dtype).replace('torch.', '')} "
                     "inputs). Pass clip=True to clip inputs to the range, or convert "
                     "with a wider input_range"

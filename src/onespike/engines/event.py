@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor
 
 from .step import PopulationStep
@@ -34,7 +35,11 @@ def delayed_values(v: Tensor, t_max_source: float, delay: float, t_min: float) -
     ``v = t_max(s) − t`` sent with delay ``d``."""
     if delay == 0.0:
         return v
-    return t_min - ((t_max_source - v) + delay)
+    x = t_min - ((t_max_source - v) + delay)
+    # a spike at the source's t_max arrives at t_min (x = 0) up to the rounding of t + d:
+    # snap those few-ulp negatives, which are no late arrivals
+    tol = 8.0 * torch.finfo(x.dtype).eps * max(1.0, abs(t_min))
+    return torch.where((x < 0) & (x > -tol), torch.zeros((), dtype=x.dtype, device=x.device), x)
 
 
 class EventEngine:
