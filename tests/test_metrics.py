@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from tests.helpers.nets import SmallResidual as _Residual
 from torch import nn
 
 import onespike
@@ -127,22 +128,6 @@ def test_table_dict_merge_and_errors() -> None:
     assert merged.samples == 2 and merged.events == st.events and merged.spikes == st.spikes
     with pytest.raises(ValueError, match="record"):
         measure(snn, snn.simulate(X_MLP, record=False))
-
-
-class _Residual(nn.Module):
-    """conv-bn-relu → conv-bn + identity → relu → flatten → linear (a two-edge population)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(2)
-        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(2)
-        self.fc = nn.Linear(32, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.bn1(self.conv1(x)))
-        return self.fc(torch.flatten(torch.relu(self.bn2(self.conv2(h)) + x), 1))
 
 
 def _residual() -> nn.Module:

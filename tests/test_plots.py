@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from matplotlib.figure import Figure
+from tests.helpers.nets import SmallResidual as _Residual
 from torch import nn
 
 import onespike
@@ -102,22 +103,6 @@ def test_plot_errors(net) -> None:
         plots.membrane_potential(snn, sim, 0, [10_000], torch.zeros(1))
     with pytest.raises(IndexError):
         plots.plot_output(snn, sim, sample=999)
-
-
-class _Residual(nn.Module):
-    """conv-bn-relu → conv-bn + identity → relu → flatten → linear (a two-edge population)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(2)
-        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(2)
-        self.fc = nn.Linear(32, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.bn1(self.conv1(x)))
-        return self.fc(torch.flatten(torch.relu(self.bn2(self.conv2(h)) + x), 1))
 
 
 @pytest.mark.parametrize("neuron", ["alpha", "constant-slope"])

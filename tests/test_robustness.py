@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.helpers.nets import SmallResidual as _Residual
 from torch import nn
 
 import onespike
@@ -187,22 +188,6 @@ def test_bad_arguments(snn_data) -> None:
         sweep(snn, x, y[:3], "jitter", [0.1])
     res = sweep(snn, x[:20], None, "jitter", [0.0])
     assert res.points[0].agreement == [1.0]
-
-
-class _Residual(nn.Module):
-    """conv-bn-relu → conv-bn + identity → relu → flatten → linear (a two-edge population)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(2)
-        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(2)
-        self.fc = nn.Linear(32, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.bn1(self.conv1(x)))
-        return self.fc(torch.flatten(torch.relu(self.bn2(self.conv2(h)) + x), 1))
 
 
 @pytest.mark.parametrize("neuron", ["alpha", "constant-slope"])

@@ -178,26 +178,21 @@ def test_grid_certificate_rejects_bad_grids_and_inputs() -> None:
         bounds.certify_grid(layer, x - 0.1, z)
 
 
-def random_vgg() -> nn.Module:
+def random_vgg(c1: int = 16, c2: int = 32) -> nn.Module:
+    """A random-weight VGG-style CNN on 3×16×16 inputs with ``c1``/``c2`` channels."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(32 * 16, 64), nn.ReLU(), nn.Linear(64, 10),
+        nn.Conv2d(3, c1, 3, padding=1), nn.ReLU(), nn.Conv2d(c1, c1, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(c2 * 16, 64), nn.ReLU(), nn.Linear(64, 10),
     ).eval()
 
 
 def small_vgg() -> nn.Module:
     """:func:`random_vgg` at half the width (8/16 channels): small enough for the brute-force
     maximum (one float per neuron × fan-in × breakpoint) to stay well under 1 GiB."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(16 * 16, 64), nn.ReLU(), nn.Linear(64, 10),
-    ).eval()
+    return random_vgg(8, 16)
 
 
 def test_grid_certificate_clears_what_the_drive_bound_misses() -> None:
