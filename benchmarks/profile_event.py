@@ -69,21 +69,24 @@ def main(model: str, batch: int, dtype: str, engine: str, calib: int, threads: i
 
 
 def print_breakdown(snn: onespike.SpikingNetwork, x: torch.Tensor) -> None:
-    """Per hidden layer (model A): the fraction of neurons the drive bound misses, then the
-    fraction the grid bound leaves (to the exact walk), on the batch's own layer inputs."""
+    """Per hidden population (model A, over all its edges): the fraction of neurons the drive
+    bound misses, then the fraction the grid bound leaves (to the exact walk), on the batch's
+    own inputs."""
     if snn.neuron != "alpha":
         return
-    acts = snn.simulate(x, engine="closed", certify=False).activations()
+    sim = snn.simulate(x, engine="closed", certify=False)
+    values = dict(zip(sim.layer_names, sim.activations()))
     print("\n  layer     fan-in   drive bound misses   grid bound leaves")
     tot = missed = left = 0
-    for layer, v in zip(snn.hidden_layers, acts):
-        xin = layer.routed(v).clamp(max=layer.B_in)
-        z = layer.affine(xin)
-        drive = bounds.certify_drive(layer, xin)
-        grid = bounds.certify_grid(layer, xin, z, need=~drive)
+    for layer in snn.hidden_layers:
+        xs = [layer.route(i, values[e.source]).clamp(max=layer.B_in)
+              for i, e in enumerate(layer.edges)]
+        z = layer.z(xs)
+        drive = bounds.certify_drive(layer, xs)
+        grid = bounds.certify_grid(layer, xs, z, need=~drive)
         n, m, r = drive.numel(), int((~drive).sum()), int((~(drive | grid)).sum())
         tot, missed, left = tot + n, missed + m, left + r
-        print(f"  {layer.name:<8} {layer.affine.fan_in:>7} {m:>10} ({100 * m / n:6.3f}%) "
+        print(f"  {layer.name:<8} {layer.synapses.fan_in:>7} {m:>10} ({100 * m / n:6.3f}%) "
               f"{r:>10} ({100 * r / n:6.3f}%)")
     print(f"  {'all':<8} {'':>7} {missed:>10} ({100 * missed / tot:6.3f}%) "
           f"{left:>10} ({100 * left / tot:6.3f}%)")
