@@ -186,7 +186,7 @@ def network_for(snn: SpikingNetwork, knob: str, value: float, seed: int = 0,
     elif knob == "jitter":
         p = dataclasses.replace(p, jitter=float(value))
     elif knob == "alpha_noise":
-        if snn.neuron != "alpha" and value:
+        if not snn.readout.model.has_alpha and value:
             raise ValueError("alpha noise applies to model A (neuron='alpha') only")
         p = dataclasses.replace(p, alpha_noise=float(value))
     elif knob == "time_bits":
