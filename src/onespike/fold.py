@@ -917,9 +917,7 @@ class _Folder:
             covered += n
         if covered != e.shape[d] and e.const is not None:
             return None  # a constant-only block would be lost
-        if covered != e.shape[d]:
-            return out
-        return out
+        return out  # uncovered channels are zeros: ReLU(0) = 0
 
     def _clamp(self, x: _Expr | _Pooled | None, node: ClampNode) -> _Expr:
         """``min(max(z, 0), c) = ReLU(z) − ReLU(z − c)``."""

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .affine import Affine
 from .neurons import NEURON_MODELS, NeuronModel, get_neuron
-from .routing import MaxPoolRoute, ReshapeRoute, Route, SliceRoute
+from .routing import MaxPoolRoute, Route, SliceRoute
 from .synapses import Synapses
 
 __all__ = ["EdgeSpec", "Population", "SpikingLayer", "describe_route"]
@@ -287,4 +287,3 @@ class Population(nn.Module):
 
 #: The name of populations in the chain-only releases.
 SpikingLayer = Population
-_ = ReshapeRoute  # re-exported for describe_route users

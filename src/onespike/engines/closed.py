@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .common import _per_sample
+from .common import _per_sample, model_a_step
 from .step import PopulationStep
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class ClosedEngine:
         model = pop.model
         if self.certify and model.needs_scaling:
             clipped = [x.clamp(max=pop.B_in) for x in xs]
-            return _certified(pop, clipped, pop.z(xs))
+            return model_a_step(pop, clipped, pop.z(xs), use_exact=False, late_possible=False)
         z = pop.z(xs)
         zero = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
         sat = _per_sample(z > pop.B) if self.certify else zero
@@ -47,8 +47,3 @@ class ClosedEngine:
     def readout(self, pop: Population, xs: list[Tensor]) -> Tensor:
         return pop.z([x.clamp_min(0.0) for x in xs])
 
-
-def _certified(pop: Population, xs: list[Tensor], z: Tensor) -> PopulationStep:
-    from .common import model_a_step
-
-    return model_a_step(pop, xs, z, use_exact=False, late_possible=False)

@@ -15,9 +15,7 @@ from .step import PopulationStep
 if TYPE_CHECKING:
     from ..population import Population
 
-__all__ = ["LayerStep", "exact_values", "model_a_step"]
-
-LayerStep = PopulationStep  # the chain-only name
+__all__ = ["exact_values", "model_a_step"]
 
 # Fraction of a layer's neurons the drive certificate must miss before the grid certificate
 # runs (below it, the exact walk of the missed neurons is cheaper than its convolutions).
