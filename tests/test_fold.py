@@ -180,3 +180,33 @@ def test_scaling_step_keeps_function_and_bounds_S() -> None:
     with torch.no_grad():
         ref = model.double()(x.double())
     assert float((snn(x) - ref).abs().max()) < 1e-12
+
+
+def test_no_population_is_left_unread() -> None:
+    """max pool over cat([avg pool of a ReLU output, conv pre-activation]) → ReLU: the fold
+    first pools block by block (making a population for the average pool), then falls back to
+    pooling after the ReLU; the population of the first attempt must not stay behind."""
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(1, 2, 3, padding=1)
+            self.b = nn.Conv2d(2, 2, 3, padding=1)
+            self.fc = nn.Linear(4 * 4 * 4, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.a(x))
+            z = torch.cat([nn.functional.avg_pool2d(h, 3, 1, 1), self.b(h)], 1)
+            return self.fc(torch.relu(nn.functional.max_pool2d(z, 2)).flatten(1))
+
+    torch.manual_seed(0)
+    model = M().double().eval()
+    x = torch.rand(8, 1, 8, 8, dtype=torch.float64)
+    for neuron in ("alpha", "constant-slope"):
+        snn = onespike.convert(model, x, neuron=neuron, progress=False)
+        read = {e.source for p in snn.layers for e in p.edges}
+        assert {p.name for p in snn.hidden_layers} <= read
+        assert [p.name for p in snn.hidden_layers] == [f"layer{i + 1}" for i in
+                                                        range(len(snn.hidden_layers))]
+        with torch.no_grad():
+            assert float((snn(x) - model(x)).abs().max()) < 1e-10

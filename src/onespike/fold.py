@@ -618,7 +618,28 @@ class _Folder:
                 break
             self.env[node.name] = self._node(node)
         assert readout is not None
-        return Folded(shape, self.low, self.high, self.pops, readout, routes)
+        return Folded(shape, self.low, self.high, self._live(readout), readout, routes)
+
+    def _live(self, readout: FoldedPopulation) -> list[FoldedPopulation]:
+        """The populations the readout depends on, renumbered ``layer1 …`` in order (a
+        branch that tried one realisation and fell back to another may leave some unread)."""
+        by_name = {p.name: p for p in self.pops}
+        live: set[str] = set()
+        stack = [e.source for e in readout.edges]
+        while stack:
+            name = stack.pop()
+            if name in live or name not in by_name:
+                continue
+            live.add(name)
+            stack += [e.source for e in by_name[name].edges]
+        pops = [p for p in self.pops if p.name in live]
+        rename = {p.name: f"layer{i + 1}" for i, p in enumerate(pops)}
+        for p in [*pops, readout]:
+            for e in p.edges:
+                e.source = rename.get(e.source, e.source)
+        for p in pops:
+            p.name = rename[p.name]
+        return pops
 
     def _node(self, node: Node) -> _Expr | _Pooled:
         ins = [self.env[i] for i in node.inputs]
@@ -813,21 +834,26 @@ class _Folder:
         return _Expr(terms, const, es[0].shape)
 
     def _concat(self, es: list[_Expr], node: ConcatNode) -> _Expr:
-        total = node.out_shape[node.dim]
-        off = 0
+        blocks, off = [], 0
+        for e in es:
+            blocks.append((e, off))
+            off += e.shape[node.dim]
+        return self._placed_sum(blocks, node.dim, node.out_shape, node.source)
+
+    def _placed_sum(self, blocks: list[tuple[_Expr, int]], dim: int,
+                    out_shape: tuple[int, ...], source: str) -> _Expr:
+        """``Σ_b place(e_b)``: every block's value at its ``offset`` along ``dim`` of
+        ``out_shape`` (zeros elsewhere), as for a concatenation."""
         terms: list[_Term] = []
         const: Tensor | None = None
-        for e in es:
-            n = e.shape[node.dim]
-            pad = [0] * (2 * len(e.shape))
-            pad[2 * node.dim], pad[2 * node.dim + 1] = off, total - off - n
-            placed = self._linear(e, _Op("place", e.shape, node.out_shape, node.source,
-                                         pad=tuple(pad)))
+        for e, off in blocks:
+            pad = [0] * (2 * len(out_shape))
+            pad[2 * dim], pad[2 * dim + 1] = off, out_shape[dim] - off - e.shape[dim]
+            placed = self._linear(e, _Op("place", e.shape, out_shape, source, pad=tuple(pad)))
             terms += placed.terms
             if placed.const is not None:
                 const = placed.const if const is None else const + placed.const
-            off += n
-        return _Expr(terms, const, node.out_shape)
+        return _Expr(terms, const, out_shape)
 
     # -- non-linear operations -------------------------------------------------------------------
     def _nonnegative(self, e: _Expr) -> bool:
@@ -863,18 +889,9 @@ class _Folder:
             return e  # ReLU of non-negative values is inert
         blocks = self._blocks(e)
         if blocks is not None:  # ReLU acts block by block on a concatenation
-            parts: list[_Term] = []
-            const: Tensor | None = None
-            for (dim, off, n), sub in blocks:
-                r = self._relu_expr(sub, source, role)
-                pad = [0] * (2 * len(e.shape))
-                pad[2 * dim], pad[2 * dim + 1] = off, e.shape[dim] - off - n
-                placed = self._linear(r, _Op("place", r.shape, e.shape, source,
-                                             pad=tuple(pad)))
-                parts += placed.terms
-                if placed.const is not None:
-                    const = placed.const if const is None else const + placed.const
-            return _Expr(parts, const, e.shape)
+            return self._placed_sum([(self._relu_expr(sub, source, role), off)
+                                     for (_, off, _), sub in blocks],
+                                    blocks[0][0][0], e.shape, source)
         p = self._materialise(e, role=role, source=source)
         return _Expr([_Term(p.name, p.out_shape)], None, e.shape)
 
@@ -987,22 +1004,14 @@ class _Folder:
             return _Expr(terms, None, node.out_shape, comonotone=True)
         blocks = self._blocks(x)
         if blocks is not None and blocks[0][0][0] == 0:  # pool each channel block
-            parts: list[_Term] = []
-            const: Tensor | None = None
+            pooled_blocks = []
             for (_, off, n), sub in blocks:
-                sub_out = (n, *node.out_shape[1:])
-                pooled = self._maxpool(sub, replace(node, out_shape=sub_out))
+                pooled = self._maxpool(sub, replace(node, out_shape=(n, *node.out_shape[1:])))
                 if isinstance(pooled, _Pooled):
-                    break
-                pad = [0] * (2 * len(node.out_shape))
-                pad[0], pad[1] = off, node.out_shape[0] - off - n
-                placed = self._linear(pooled, _Op("place", sub_out, node.out_shape,
-                                                  node.source, pad=tuple(pad)))
-                parts += placed.terms
-                if placed.const is not None:
-                    const = placed.const if const is None else const + placed.const
+                    break  # populations made for earlier blocks are pruned at the end
+                pooled_blocks.append((pooled, off))
             else:
-                return _Expr(parts, const, node.out_shape)
+                return self._placed_sum(pooled_blocks, 0, node.out_shape, node.source)
         if len(x.terms) == 1 and x.terms[0].ops and x.terms[0].ops[-1].kind == "scale":
             # k·P(x_p) + c with P non-negative (e.g. batch norm after an average pool of a
             # ReLU output): P becomes a population, the pool a (signed) route on it
