@@ -23,8 +23,8 @@ try:
 except ImportError:  # source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import onespike
-from onespike.bench import BENCH_MODELS, DTYPES, bench_data, build_model
-from onespike.engines import bounds
+from onespike.apps.bench import BENCH_MODELS, DTYPES, bench_data, build_model
+from onespike.simulation.engines import bounds
 
 
 @click.command()

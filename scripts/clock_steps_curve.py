@@ -23,8 +23,8 @@ import torch
 from matplotlib.figure import Figure
 
 import onespike
+from onespike.apps.modelspec import load_model
 from onespike.data import load_dataset
-from onespike.modelspec import load_model
 
 
 def main() -> int:

@@ -1,6 +1,7 @@
 """Redraw the figure of an ``onespike robustness --json`` result without simulating again.
 
-It rebuilds the :class:`onespike.robustness.RobustnessResult` from the JSON file and draws the
+It rebuilds the :class:`onespike.analysis.robustness.RobustnessResult` from the JSON file and draws
+the
 same plot as ``onespike robustness`` (optionally with another ``--title``): useful after a
 change to the plot, or to retitle a figure.
 
@@ -14,8 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from onespike.perturb import Perturbation
-from onespike.robustness import RobustnessPoint, RobustnessResult
+from onespike.analysis.robustness import RobustnessPoint, RobustnessResult
+from onespike.simulation.perturb import Perturbation
 
 
 def main() -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from onespike.reproduce import FMNIST_MODELS, format_markdown, reproduce_fmnist, rows_as_dicts
+from onespike.apps.reproduce import FMNIST_MODELS, format_markdown, reproduce_fmnist, rows_as_dicts
 
 
 def main() -> int:

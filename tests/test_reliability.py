@@ -144,7 +144,7 @@ def test_cuda_smoke() -> None:
     assert sim.output.device.type == "cuda" and sim.certificate.exact
     ref = model.double()(x.double())
     assert float((sim.output - ref).abs().max()) < 1e-9
-    from onespike.plots import plot_histograms, plot_output, plot_raster, plot_trace
+    from onespike.analysis.plots import plot_histograms, plot_output, plot_raster, plot_trace
 
     for fig in (plot_raster(sim), plot_trace(snn, sim, 0), plot_histograms(sim),
                 plot_output(snn, sim)):

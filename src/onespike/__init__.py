@@ -2,14 +2,34 @@
 
 Implements the exact mapping of Stanojevic et al., "An exact mapping from ReLU networks to
 spiking neural networks", Neural Networks (2023): time-to-first-spike coding, non-leaky
-integrate-and-fire neurons with ramp synapses, one time window per layer.
+integrate-and-fire neurons with ramp synapses, one time window per population (the method in
+the project's words: ``docs/method.md``).
 
-Pipeline: trace → fold → scale → calibrate → map → simulate → measure.
+Pipeline: trace → fold → scale → calibrate → map (:mod:`onespike.conversion`) → the
+converted network (:mod:`onespike.network`) → simulate (:mod:`onespike.simulation`) →
+measure (:mod:`onespike.analysis`). Applications (CLI, benchmark, training) live in
+:mod:`onespike.apps`.
+
+The names in ``__all__`` are the public API; every module below the subpackages is an
+implementation detail that may move between releases.
 """
 
-from .certificate import Certificate
-from .convert import convert
-from .errors import (
+from typing import TYPE_CHECKING, Any
+
+from onespike._version import __version__
+from onespike.analysis import (
+    KNOBS,
+    Evaluation,
+    LayerStats,
+    RobustnessPoint,
+    RobustnessResult,
+    Stats,
+    evaluate,
+    measure,
+    sweep,
+)
+from onespike.conversion import convert
+from onespike.errors import (
     CalibrationError,
     FormatError,
     InputRangeError,
@@ -17,29 +37,78 @@ from .errors import (
     UnsupportedModelError,
     UnsupportedOperationError,
 )
-from .io import load, save
-from .layers import NEURON_MODELS, SpikingLayer
-from .network import SpikingNetwork
-from .perturb import Perturbation
-from .simulation import SimulationResult
+from onespike.network import (
+    FORMAT_VERSION,
+    Population,
+    SpikingLayer,
+    SpikingNetwork,
+    load,
+    save,
+)
+from onespike.simulation import (
+    ENGINES,
+    NEURON_MODELS,
+    Certificate,
+    Perturbation,
+    SimulationResult,
+)
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from onespike.analysis.plots import (
+        plot_histograms,
+        plot_output,
+        plot_raster,
+        plot_trace,
+        save_figure,
+    )
 
 __all__ = [
+    "ENGINES",
+    "FORMAT_VERSION",
+    "KNOBS",
     "NEURON_MODELS",
     "CalibrationError",
     "Certificate",
+    "Evaluation",
     "FormatError",
     "InputRangeError",
+    "LayerStats",
     "OnespikeError",
     "Perturbation",
+    "Population",
+    "RobustnessPoint",
+    "RobustnessResult",
     "SimulationResult",
     "SpikingLayer",
     "SpikingNetwork",
+    "Stats",
     "UnsupportedModelError",
     "UnsupportedOperationError",
     "__version__",
     "convert",
+    "evaluate",
     "load",
+    "measure",
+    "plot_histograms",
+    "plot_output",
+    "plot_raster",
+    "plot_trace",
     "save",
+    "save_figure",
+    "sweep",
 ]
+
+#: Plot functions, imported on first use (matplotlib takes most of a second to import).
+_LAZY = ("plot_histograms", "plot_output", "plot_raster", "plot_trace", "save_figure")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from onespike.analysis import plots
+
+        return getattr(plots, name)
+    raise AttributeError(f"module 'onespike' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -4,8 +4,13 @@ Use :func:`load_dataset` (``"digits"``, ``"fashion-mnist"``, ``"cifar10"``, ``"c
 ``"imagefolder"``, or a path); every loader returns a :class:`Dataset`.
 """
 
-from .dataset import Dataset, DatasetFormatError, DatasetNotFoundError, UnknownDatasetError
-from .registry import DATASET_NAMES, load_dataset
+from onespike.data.dataset import (
+    Dataset,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    UnknownDatasetError,
+)
+from onespike.data.registry import DATASET_NAMES, load_dataset
 
 __all__ = [
     "DATASET_NAMES",

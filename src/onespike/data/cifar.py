@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
+from onespike.data.dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
 
 __all__ = ["SafeUnpickler", "UnsafePickleError", "archive_classes", "load_cifar", "safe_loads"]
 

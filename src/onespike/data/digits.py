@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dataset import Dataset, check_split
+from onespike.data.dataset import Dataset, check_split
 
 __all__ = ["CLASSES", "load_digits"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
+from onespike.data.dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
 
 __all__ = ["CLASSES", "DEFAULT_ROOT", "load_fashion_mnist", "read_idx"]
 

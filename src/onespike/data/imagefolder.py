@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
+from onespike.data.dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
 
 __all__ = ["IMAGE_EXTENSIONS", "list_images", "load_imagefolder"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .dataset import (
+from onespike.data.dataset import (
     Dataset,
     DatasetFormatError,
     DatasetNotFoundError,
@@ -55,7 +55,7 @@ def _guess_from_path(path: Path) -> str | None:
     name = path.name.lower()
     if path.is_file():
         if name.endswith(_ARCHIVE_SUFFIXES):
-            from .cifar import archive_classes
+            from onespike.data.cifar import archive_classes
 
             kind = archive_classes(path)
             if kind is None:
@@ -139,17 +139,17 @@ def load_dataset(
         name, root = guessed, str(path)
 
     if name == "digits":
-        from .digits import load_digits
+        from onespike.data.digits import load_digits
 
         if root is not None:
             raise ValueError("the digits dataset is bundled with scikit-learn; it takes no root")
         return load_digits(split, limit=limit, **options)
     if name == "fashion-mnist":
-        from .fashion_mnist import load_fashion_mnist
+        from onespike.data.fashion_mnist import load_fashion_mnist
 
         return load_fashion_mnist(split, root=root, limit=limit, **options)
     if name in ("cifar10", "cifar100"):
-        from .cifar import load_cifar
+        from onespike.data.cifar import load_cifar
 
         if root is None:
             raise ValueError(
@@ -158,7 +158,7 @@ def load_dataset(
         return load_cifar(
             root, split, num_classes=10 if name == "cifar10" else 100, limit=limit, **options
         )
-    from .imagefolder import load_imagefolder
+    from onespike.data.imagefolder import load_imagefolder
 
     if root is None:
         raise ValueError("imagefolder needs root= (a folder of <class>/<image> files)")

@@ -1,7 +1,7 @@
 """ReLU network architectures (no torchvision): chains (``architectures``), residual and dense
 networks (``dag``), and the shipped pretrained weights."""
 
-from .architectures import (
+from onespike.models.architectures import (
     VGG,
     VGG16_CFG,
     VGG_FMNIST_CFG,
@@ -11,7 +11,7 @@ from .architectures import (
     vgg16_cifar,
     vgg_fmnist,
 )
-from .dag import (
+from onespike.models.dag import (
     BasicBlock,
     DenseNet,
     ResNet,
@@ -19,8 +19,8 @@ from .dag import (
     resnet18_cifar,
     resnet_fmnist,
 )
-from .pretrained import PRETRAINED_NAMES, load_pretrained, pretrained_info
-from .registry import MODEL_NAMES, get_model
+from onespike.models.pretrained import PRETRAINED_NAMES, load_pretrained, pretrained_info
+from onespike.models.registry import MODEL_NAMES, get_model
 
 __all__ = [
     "MODEL_NAMES",

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from .registry import get_model
+from onespike.models.registry import get_model
 
 __all__ = ["PRETRAINED_DIR", "PRETRAINED_NAMES", "load_pretrained", "pretrained_info"]
 

@@ -7,8 +7,14 @@ from typing import Any
 
 from torch import nn
 
-from .architectures import digits_cnn, lenet5_fmnist, mlp_fmnist, vgg16_cifar, vgg_fmnist
-from .dag import densenet_fmnist, resnet18_cifar, resnet_fmnist
+from onespike.models.architectures import (
+    digits_cnn,
+    lenet5_fmnist,
+    mlp_fmnist,
+    vgg16_cifar,
+    vgg_fmnist,
+)
+from onespike.models.dag import densenet_fmnist, resnet18_cifar, resnet_fmnist
 
 __all__ = ["MODEL_NAMES", "get_model"]
 

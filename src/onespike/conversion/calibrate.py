@@ -1,0 +1,69 @@
+"""Calibration (step 4 of the pipeline): the largest activation of every hidden population.
+
+``X_p = max`` over the calibration set of the folded (and, for model A, scaled) network's
+population-``p`` activations; the window of ``p`` is then ``B_p = (1 + zeta) X_p``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from onespike.conversion.fold import Folded
+from onespike.errors import CalibrationError
+
+__all__ = ["calibrate", "iter_inputs"]
+
+
+def iter_inputs(data: Any) -> Iterator[Tensor]:
+    """Yield input batches from a tensor, or an iterable of tensors or of ``(input, label)``
+    batches (a DataLoader works)."""
+    if isinstance(data, Tensor):
+        yield data
+        return
+    if not isinstance(data, Iterable):
+        raise CalibrationError(
+            f"calibration data must be a tensor or an iterable of batches, got "
+            f"{type(data).__name__}"
+        )
+    for i, item in enumerate(data):
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        if isinstance(item, dict):
+            raise CalibrationError("calibration batches must be tensors or (input, label) pairs")
+        if not isinstance(x, Tensor):
+            raise CalibrationError(
+                f"calibration batch {i} is a {type(x).__name__}, not a tensor"
+            )
+        yield x
+
+
+def calibrate(
+    folded: Folded,
+    batches: Iterable[Tensor],
+    encode: Any,
+    *,
+    progress: bool = True,
+) -> tuple[dict[str, float], int]:
+    """Return ``(X, count)``: the maximum activation of every hidden population and the
+    number of calibration samples. ``encode`` maps a raw batch to ``x̂`` (checks included)."""
+    maxima = {p.name: 0.0 for p in folded.populations}
+    count = 0
+    with torch.no_grad():
+        for x in tqdm(batches, desc="calibrating", unit="batch", disable=not progress,
+                      leave=False):
+            xhat = encode(x, name="calibration batch")
+            if xhat.shape[0] == 0:
+                continue
+            for name, v in folded.run(xhat):
+                if name in maxima:
+                    maxima[name] = max(maxima[name], float(v.max()))
+            count += int(xhat.shape[0])
+    if count == 0:
+        raise CalibrationError(
+            "the calibration set is empty; pass a tensor or batches of representative inputs"
+        )
+    return maxima, count

@@ -1,0 +1,167 @@
+"""``onespike.convert``: the pipeline trace → fold → scale → calibrate → map."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from onespike.conversion.calibrate import calibrate, iter_inputs
+from onespike.conversion.fold import fold
+from onespike.conversion.mapping import build_layers, window_sizes
+from onespike.conversion.scale import scale_for_model_a
+from onespike.conversion.trace import to_graph, validate_and_trace
+from onespike.errors import CalibrationError
+from onespike.network.snn import SpikingNetwork, check_normalization
+from onespike.simulation.neurons import NEURON_MODELS, get_neuron
+
+__all__ = ["convert"]
+
+RangeBound = float | Sequence[float] | Tensor
+
+
+def _range_map(value: RangeBound, shape: tuple[int, ...], dtype: torch.dtype,
+               device: torch.device, what: str) -> Tensor:
+    t = torch.as_tensor(value, dtype=dtype, device=device)
+    if t.dim() == 0:
+        return t.expand(shape).clone()
+    if t.dim() == 1 and shape and t.numel() == shape[0]:
+        return t.reshape((-1,) + (1,) * (len(shape) - 1)).expand(shape).clone()
+    if tuple(t.shape) == tuple(shape):
+        return t.clone()
+    raise ValueError(
+        f"input_range {what} has shape {tuple(t.shape)}; give a scalar, one value per channel "
+        f"({shape[0] if shape else 1}) or a full map {shape}"
+    )
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in itertools.chain(model.parameters(), model.buffers()):
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def convert(
+    model: nn.Module,
+    calibration: Any,
+    *,
+    input_range: tuple[RangeBound, RangeBound] = (0.0, 1.0),
+    zeta: float = 0.5,
+    neuron: str = "alpha",
+    dtype: torch.dtype = torch.float64,
+    clip: bool = False,
+    progress: bool = True,
+    normalization: tuple[Any, Any] | None = None,
+) -> SpikingNetwork:
+    """Convert a trained ReLU network into an exact single-spike network.
+
+    Args:
+        model: an ``nn.Module`` made of supported layers (see the README). It is converted
+            with its inference behaviour: a model left in training mode is converted as in
+            ``model.eval()`` (with a warning; the model itself is not modified).
+        calibration: model inputs used to size the time windows — a tensor, or an iterable
+            of tensors or of ``(input, label)`` batches (a DataLoader works).
+        input_range: ``(p, q)`` — scalars, per-channel sequences or full maps — bounding the
+            values the model's input takes (e.g. ``((0-m)/s, (1-m)/s)`` after
+            ``Normalize(m, s)``).
+        zeta: window margin, ``B_n = (1 + zeta)·X_n``.
+        neuron: ``"alpha"`` (model A, the paper's: every neuron fires once; includes the
+            weight scaling step) or ``"constant-slope"`` (model B: zeros stay silent).
+        dtype: floating dtype of the spiking network (float64 by default: exactness).
+        clip: clip calibration inputs to ``input_range`` instead of raising.
+        progress: show a progress bar while calibrating.
+        normalization: ``(mean, std)`` (scalars or per channel) of the ``Normalize`` that
+            turned pixels in ``[0, 1]`` into the model's inputs. It is recorded in the network
+            (``snn.normalization``, saved with it, applied by ``snn.normalize(images)`` and the
+            CLI), and when ``input_range`` is left at its default the range becomes
+            ``((0 − mean)/std, (1 − mean)/std)``.
+
+    Raises:
+        UnsupportedOperationError: an operation cannot be mapped (raised before any
+            calibration work), naming it and its module path / graph node.
+        UnsupportedModelError, CalibrationError, InputRangeError, ValueError.
+    """
+    if neuron not in NEURON_MODELS:
+        raise ValueError(f"neuron must be one of {NEURON_MODELS}, got {neuron!r}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    window_sizes([1.0], zeta)  # validates zeta
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+    gm = validate_and_trace(model)  # refuses unsupported operations before touching data
+
+    training = [name or "<model>" for name, m in model.named_modules() if m.training]
+    if training:
+        warnings.warn(
+            f"model is in training mode ({len(training)} modules, e.g. {training[0]!r}); "
+            "converting its inference behaviour (as after model.eval()): batch norm uses its "
+            "running statistics and dropout is the identity",
+            UserWarning,
+            stacklevel=2,
+        )
+    device, model_dtype = _model_device_dtype(model)
+    batches = iter_inputs(calibration)
+    try:
+        first = next(batches)
+    except StopIteration:
+        raise CalibrationError(
+            "the calibration set is empty; pass a tensor or batches of representative inputs"
+        ) from None
+    if first.dim() < 1 or first.shape[0] == 0:
+        raise CalibrationError(
+            f"calibration batch has shape {tuple(first.shape)}; expected (batch, ...) with at "
+            "least one sample"
+        )
+    sample = first[:2].to(device=device, dtype=model_dtype if first.is_floating_point()
+                          else first.dtype)
+    flags = {m: m.training for m in gm.modules()}
+    try:
+        gm.eval()
+        graph = to_graph(gm, sample, dtype)
+    finally:
+        for m, f in flags.items():
+            m.train(f)
+
+    input_shape = graph.nodes[0].out_shape
+    norm = None
+    if normalization is not None:
+        norm = check_normalization(*normalization)
+        if tuple(input_range) == (0.0, 1.0):
+            n = max(len(norm[0]), len(norm[1]))
+            m = norm[0] * n if len(norm[0]) == 1 else norm[0]
+            sd = norm[1] * n if len(norm[1]) == 1 else norm[1]
+            input_range = ([(0 - a) / b for a, b in zip(m, sd)],
+                           [(1 - a) / b for a, b in zip(m, sd)])
+    low = _range_map(input_range[0], input_shape, dtype, device, "low")
+    high = _range_map(input_range[1], input_shape, dtype, device, "high")
+    if not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):
+        raise ValueError(
+            f"input_range must be finite, got {input_range}: the input is encoded as spike "
+            "times t = 1 − (x − low)/(high − low), which needs finite bounds; give the range "
+            "the data really take (e.g. (0, 1) for pixels, or the normalised bounds)"
+        )
+    if not bool((high > low).all()):
+        raise ValueError(f"input_range must have high > low everywhere, got {input_range}")
+
+    folded = fold(graph, low, high)
+    if get_neuron(neuron).needs_scaling:
+        scale_for_model_a(folded)
+
+    probe = SpikingNetwork([], input_shape=input_shape, input_low=low, input_high=high,
+                           output_routes=[], neuron=neuron, zeta=zeta)
+
+    def encode(x: Tensor, name: str) -> Tensor:
+        return probe.encode(x, clip=clip, name=name)
+
+    X, count = calibrate(folded, itertools.chain([first], batches), encode, progress=progress)
+    layers = build_layers(folded, X, neuron, zeta)
+    meta = {"calibration_samples": count, "model": type(model).__name__}
+    return SpikingNetwork(layers, input_shape=input_shape, input_low=low, input_high=high,
+                          output_routes=folded.output_routes, neuron=neuron, zeta=zeta,
+                          meta=meta, normalization=norm)

@@ -1,0 +1,191 @@
+"""The synaptic core of a spiking layer: a Linear or an N-d convolution with a per-position
+bias map.
+
+After folding (:mod:`onespike.conversion.fold`), every spiking layer computes ``z = W x + b`` where
+``W``
+is a dense matrix or a convolution kernel (any stride, zero padding, dilation, groups) and ``b``
+is a map with the layer's full output shape: zero padding makes the folded bias depend on the
+position (docs/method.md §5), so it is stored per position for every layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["Affine"]
+
+
+@dataclass
+class Affine:
+    """``z = W x + b`` on per-sample shapes ``in_shape`` → ``out_shape``.
+
+    ``kind`` is ``"linear"`` (``weight``: (out, in)) or ``"conv"`` (``weight``: (C_out,
+    C_in/groups, *kernel), ``dims`` spatial dimensions, ``pad`` = (left_0, right_0, left_1,
+    right_1, …) zero padding). ``bias`` has shape ``out_shape``.
+    """
+
+    kind: str
+    weight: Tensor
+    bias: Tensor
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    dims: int = 0
+    stride: tuple[int, ...] = ()
+    pad: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    groups: int = 1
+
+    # -- evaluation -------------------------------------------------------------------------
+    def linear(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
+        """``W x`` (no bias) for a batch ``x`` of shape (B, *in_shape); ``weight`` replaces W."""
+        w = self.weight if weight is None else weight
+        if self.kind == "linear":
+            out = x.reshape(x.shape[0], -1) @ w.T
+            return out.reshape(x.shape[0], *self.out_shape)
+        sym = all(self.pad[2 * i] == self.pad[2 * i + 1] for i in range(self.dims))
+        padding: tuple[int, ...] | int = tuple(self.pad[0::2]) if sym else 0
+        if not sym:
+            torch_pad: list[int] = []
+            for i in reversed(range(self.dims)):
+                torch_pad += [self.pad[2 * i], self.pad[2 * i + 1]]
+            x = F.pad(x, torch_pad)
+        conv = F.conv1d if self.dims == 1 else F.conv2d
+        return conv(x, w, None, self.stride, padding, self.dilation, self.groups)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``W x + b``."""
+        return self.linear(x) + self.bias
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def fan_in(self) -> int:
+        """Synapses per neuron (kernel volume × input channels per group, or in_features)."""
+        return int(self.weight[0].numel())
+
+    def fan_in_sum(self) -> Tensor:
+        """``S_i = Σ_j W_ij`` over the inputs each neuron really has (padding excluded), as a
+        map of shape ``out_shape``."""
+        ones = torch.ones((1, *self.in_shape), dtype=self.weight.dtype, device=self.weight.device)
+        return self.linear(ones)[0]
+
+    def macs(self) -> int:
+        """Multiply-accumulates of ``W x`` for one sample (padding positions excluded)."""
+        nz = (self.weight != 0).to(self.weight.dtype)
+        ones = torch.ones((1, *self.in_shape), dtype=nz.dtype, device=nz.device)
+        return round(float(self.linear(ones, nz).sum()))
+
+    def fan_out_counts(self) -> Tensor:
+        """Number of non-zero synapses leaving each input position, shape ``in_shape``."""
+        nz = (self.weight != 0).to(self.weight.dtype)
+        x = torch.zeros((1, *self.in_shape), dtype=nz.dtype, device=nz.device, requires_grad=True)
+        with torch.enable_grad():
+            self.linear(x, nz).sum().backward()
+        assert x.grad is not None
+        return x.grad[0].detach()
+
+    # -- rescaling (used by folding and by the scaling step) -------------------------------
+    def scale_output(self, factor: Tensor) -> None:
+        """Multiply every output channel ``c`` (weights and bias) by ``factor[c]``."""
+        view = (-1,) + (1,) * (self.weight.dim() - 1)
+        self.weight = self.weight * factor.reshape(view)
+        self.bias = self.bias * factor.reshape((-1,) + (1,) * (len(self.out_shape) - 1))
+
+    def scale_input(self, factor_map: Tensor) -> None:
+        """Multiply the weight of every input by ``factor_map`` (shape ``in_shape``).
+
+        For a convolution the factor must be constant over the positions of each channel
+        (checked by the caller)."""
+        if self.kind == "linear":
+            self.weight = self.weight * factor_map.reshape(1, -1)
+            return
+        per_channel = factor_map.reshape(factor_map.shape[0], -1)[:, 0]
+        cg = self.weight.shape[1]
+        c_out = self.weight.shape[0]
+        group_of_out = torch.arange(c_out, device=self.weight.device) // (c_out // self.groups)
+        idx = group_of_out[:, None] * cg + torch.arange(cg, device=self.weight.device)[None, :]
+        f = per_channel[idx]  # (C_out, C_in/groups)
+        self.weight = self.weight * f.reshape(*f.shape, *([1] * self.dims))
+
+    # -- fan-in gathering (for the exact first-crossing computation) ------------------------
+    def patch_keys(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """For flat neuron indices into (B, *out_shape), return ``(key, row)``: ``key``
+        identifies the neuron's input patch (sample, group, position: neurons of one position
+        and group read the same inputs) and ``row`` its weight row in ``weight.reshape(C, -1)``.
+        """
+        n_out = 1
+        for s in self.out_shape:
+            n_out *= int(s)
+        b = index // n_out
+        o = index % n_out
+        if self.kind == "linear":
+            return b, o
+        n_sp = n_out // self.out_shape[0]
+        co = o // n_sp
+        g = co // (self.out_shape[0] // self.groups)
+        return (b * self.groups + g) * n_sp + o % n_sp, co
+
+    def patches(self, x: Tensor, key: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Input patches ``(xs, valid)`` of shape (U, fan_in) for patch ``key``s (see
+        :meth:`patch_keys`), in the order of ``weight.reshape(C, -1)``'s columns; ``valid`` is
+        False (and the value ``fill``) where the kernel covers zero padding."""
+        if self.kind == "linear":
+            xs = x.reshape(x.shape[0], -1)[key]
+            return xs, torch.ones_like(xs, dtype=torch.bool)
+        spatial = self.out_shape[1:]
+        n_sp = 1
+        for s in spatial:
+            n_sp *= int(s)
+        sp = key % n_sp
+        bg = key // n_sp
+        b, g = bg // self.groups, bg % self.groups
+        pos: list[Tensor] = []
+        rem = sp
+        for d in reversed(range(self.dims)):
+            pos.insert(0, rem % spatial[d])
+            rem = rem // spatial[d]
+        cg = self.weight.shape[1]
+        kernel = tuple(self.weight.shape[2:])
+        dev = x.device
+        u = key.numel()
+        ci = g[:, None] * cg + torch.arange(cg, device=dev)[None, :]  # (U, cg)
+        coords = []
+        valid = torch.ones((u, *kernel), dtype=torch.bool, device=dev)
+        for d in range(self.dims):
+            k = torch.arange(kernel[d], device=dev)
+            c = pos[d][:, None] * self.stride[d] + k[None, :] * self.dilation[d] - self.pad[2 * d]
+            inside = (c >= 0) & (c < self.in_shape[1 + d])
+            shape = [u] + [1] * self.dims
+            shape[1 + d] = kernel[d]
+            valid = valid & inside.reshape(shape)
+            coords.append(c.clamp(0, self.in_shape[1 + d] - 1))
+        if self.dims == 1:
+            xs = x[b[:, None, None], ci[:, :, None], coords[0][:, None, :]]
+        else:
+            xs = x[
+                b[:, None, None, None],
+                ci[:, :, None, None],
+                coords[0][:, None, :, None],
+                coords[1][:, None, None, :],
+            ]
+        v = valid[:, None].expand_as(xs)
+        xs = torch.where(v, xs, torch.full((), fill, dtype=xs.dtype, device=dev))
+        return xs.reshape(u, -1), v.reshape(u, -1)
+
+    def gather(self, x: Tensor, index: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Inputs and weights of selected neurons.
+
+        ``x``: (B, *in_shape); ``index``: (M,) flat indices into (B, *out_shape). Returns
+        ``(xs, ws)`` of shape (M, fan_in): the input values each neuron sees and the matching
+        weights, with weight 0 (and value ``fill``) where the kernel covers zero padding.
+        """
+        key, row = self.patch_keys(index)
+        xs, valid = self.patches(x, key, fill)
+        ws = self.weight.reshape(self.weight.shape[0], -1)[row]
+        return xs, torch.where(valid, ws, torch.zeros((), dtype=ws.dtype, device=ws.device))

@@ -1,0 +1,149 @@
+"""Shared pieces of the engines: the per-layer step result and the model-A step (certificates,
+then the exact first crossing of the neurons they do not cover)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from onespike.simulation.engines.bounds import certify_drive, certify_grid, certify_model_a
+from onespike.simulation.engines.crossing import first_crossing_sorted
+from onespike.simulation.engines.step import PopulationStep
+
+if TYPE_CHECKING:
+    from onespike.simulation.protocols import PopulationLike
+
+__all__ = ["exact_values", "model_a_step"]
+
+# Fraction of a layer's neurons the drive certificate must miss before the grid certificate
+# runs (below it, the exact walk of the missed neurons is cheaper than its convolutions).
+GRID_MIN_FRACTION = 1 / 256
+# Elements gathered per chunk of the exact path (M × fan-in); bounds its memory.
+GATHER_ELEMENTS = 1 << 21
+
+
+def _per_sample(mask: Tensor) -> Tensor:
+    """Per-sample count of True entries (fast when there are none)."""
+    if not bool(mask.any()):
+        return torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
+    return mask.reshape(mask.shape[0], -1).sum(dim=1)
+
+
+def exact_values(
+    layer: PopulationLike,
+    xs: list[Tensor],
+    index: Tensor,
+    gain: Tensor | None = None,
+    *,
+    early_only: bool = False,
+) -> Tensor:
+    """Exact ``t_max − t`` of the neurons at flat ``index`` (into (B, *out_shape)) by walking
+    their piecewise-linear trajectory (:func:`first_crossing_sorted`), in memory-bounded
+    chunks. Neurons that read the same input patch (same sample, position and group) share
+    one sort of the patch by arrival time; only their weights are permuted.
+    ``gain`` (out_shape): per-neuron factor on ``alpha`` (perturbed dynamics).
+
+    ``early_only`` (valid when no input arrives after ``t_min``): only crossings before the
+    window are computed — on the inputs that have arrived by then (``x > 0``) — and NaN is
+    returned for the others, whose crossing is then the closed form."""
+    syn = layer.synapses
+    x0 = xs[0]
+    out = torch.empty(index.numel(), dtype=x0.dtype, device=x0.device)
+    if index.numel() == 0:
+        return out
+    key, row = syn.patch_keys(index)
+    key_sorted, perm = torch.sort(key)
+    fan_in = syn.fan_in
+    step = max(1, GATHER_ELEMENTS // max(1, fan_in))
+    bias_flat = layer.bias.reshape(-1)
+    s_flat = layer.S.reshape(-1)
+    n_out = layer.num_neurons
+    for s in range(0, index.numel(), step):
+        sel = perm[s : s + step]
+        keys, inverse = torch.unique_consecutive(key_sorted[s : s + step], return_inverse=True)
+        vals, valid = syn.patches(xs, keys)
+        order = torch.argsort(vals, dim=1, descending=True)
+        x_sorted = torch.gather(vals, 1, order)
+        if early_only:  # inputs with x ≤ 0 act only from t_min on: leave them out
+            keep = max(1, int((x_sorted > 0).sum(dim=1).max()))
+            x_sorted, order = x_sorted[:, :keep], order[:, :keep]
+        mask = torch.gather(valid, 1, order)[inverse]
+        ws = torch.gather(syn.weight_rows(row[sel]), 1, order[inverse])
+        ws = torch.where(mask, ws, torch.zeros((), dtype=ws.dtype, device=ws.device))
+        pos = index[sel] % n_out
+        b, leak = bias_flat[pos], 1.0 - s_flat[pos]
+        if gain is not None:
+            b, leak = _perturbed(b, s_flat[pos], gain.reshape(-1)[pos], layer.B_in)
+        u = first_crossing_sorted(x_sorted[inverse], ws, b, layer.B_in, layer.B, leak,
+                                  early_only=early_only)
+        out[sel] = layer.B + u
+    return out
+
+
+def _perturbed(b: Tensor, S: Tensor, gain: Tensor, B_in: float) -> tuple[Tensor, Tensor]:
+    """Bias and ``u`` coefficient of ``f`` when ``alpha`` is multiplied by ``gain = 1 + δ``
+    while ``theta`` and ``J`` keep ``alpha = 1``:
+    ``f̃(u) = b + δ(1 − S)B_in + Σ_j W_ij (x_j − u)⁺ − (1 − S)(1 + δ) u − B``."""
+    delta = gain - 1.0
+    return b + delta * (1.0 - S) * B_in, (1.0 - S) * gain
+
+
+def model_a_step(
+    layer: PopulationLike,
+    xs: list[Tensor],
+    z: Tensor,
+    *,
+    use_exact: bool,
+    gain: Tensor | None = None,
+    late_possible: bool = True,
+) -> PopulationStep:
+    """Model-A step given clipped edge inputs ``xs`` and ``z = b + Σ_e W_e x_e`` (``z`` is
+    consumed).
+
+    Certified neurons take ``ReLU(z)``; the others are computed exactly. With ``use_exact``
+    False (closed engine) the exact values only feed the certificate counts. ``gain``
+    (out_shape) multiplies each neuron's ``alpha`` (robustness studies); certified neurons
+    then cross at ``u* = (z̃ − B)/(S + (1 − S)·gain)`` with ``z̃`` the perturbed ``z``.
+    ``late_possible=False`` tells that no input arrives after ``t_min`` (no perturbation),
+    which skips the checks for late inputs."""
+    B = layer.B
+    late = late_possible and any(bool((x < 0).any()) for x in xs)
+    bias = leak = None
+    if gain is not None:
+        bias, leak = _perturbed(layer.bias, layer.S, gain, layer.B_in)
+        z = z + (bias - layer.bias)
+        ok = certify_model_a(layer, xs, bias) & (leak > 0)
+    else:
+        ok = certify_model_a(layer, xs, late_ok=True) if late else certify_drive(layer, xs)
+    if not late:
+        missed = ok.numel() - int(ok.sum())
+        if missed > GRID_MIN_FRACTION * ok.numel():
+            grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, need=~ok)
+            ok |= grid_ok if leak is None else grid_ok & (leak > 0)
+    if gain is not None:
+        assert leak is not None
+        sat = _per_sample(z > B)
+        slope = layer.S + leak
+        safe = torch.where(slope > 0, slope, torch.ones_like(slope))
+        values = torch.where(slope > 0, (B + (z - B) / safe).clamp_min(0), torch.zeros_like(z))
+    else:
+        sat = _per_sample(z > B) if float(z.max()) > B else _zeros(z)
+        values = z.clamp_min_(0.0)
+    if bool(ok.all()):
+        return PopulationStep(values, _zeros(values), sat, _zeros(values))
+    early = torch.zeros_like(values, dtype=torch.bool)
+    index = (~ok).reshape(-1).nonzero().reshape(-1)
+    exact = exact_values(layer, xs, index, gain, early_only=not late)
+    if not late:  # NaN: no crossing before t_min, so the closed form holds
+        exact = torch.where(torch.isnan(exact), values.reshape(-1)[index], exact)
+    early.view(-1)[index] = exact > B
+    if use_exact:
+        values = values.clone()
+        values.view(-1)[index] = exact
+    return PopulationStep(values, _per_sample(early), sat, _per_sample(~ok))
+
+
+def _zeros(t: Tensor) -> Tensor:
+    return torch.zeros(t.shape[0], dtype=torch.long, device=t.device)

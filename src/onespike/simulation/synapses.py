@@ -1,0 +1,140 @@
+"""The synapses of one population: the sum of its edges' Linear/Conv maps.
+
+A population ``p`` reads its sources through edges ``e`` (see :mod:`onespike.conversion.fold`)::
+
+    z_p = b_p + Σ_e A_e(x_e),     x_e = route_e(x_{s_e})   (delay-aligned values)
+
+:class:`Synapses` evaluates ``Σ_e A_e(x_e)`` with any replacement weights (the certificates
+use ``W⁺``, ``|W⁻|``, float32 copies), and gathers each neuron's inputs over all edges for the
+exact first-crossing walk. Inputs are always lists with one tensor per edge; a chain has one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from onespike.simulation.affine import Affine
+
+__all__ = ["Synapses"]
+
+
+@dataclass
+class Synapses:
+    """``Σ_e A_e(x_e)`` over ``affines`` (one per edge, all with the same ``out_shape``)."""
+
+    affines: list[Affine]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(self.affines[0].out_shape)
+
+    @property
+    def weights(self) -> list[Tensor]:
+        return [a.weight for a in self.affines]
+
+    @property
+    def fan_in(self) -> int:
+        """Synapses per neuron over all edges (kernel volumes × input channels)."""
+        return sum(a.fan_in for a in self.affines)
+
+    def linear(self, xs: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> Tensor:
+        """``Σ_e W_e x_e`` (no bias); ``weights`` replace the ``W_e``."""
+        out: Tensor | None = None
+        for i, (a, x) in enumerate(zip(self.affines, xs)):
+            y = a.linear(x, None if weights is None else weights[i])
+            out = y if out is None else out.add_(y)
+        assert out is not None
+        return out
+
+    def fan_in_sum(self) -> Tensor:
+        """``S_i = Σ_j W_ij`` over every input each neuron really has (padding excluded)."""
+        out = self.affines[0].fan_in_sum()
+        for a in self.affines[1:]:
+            out = out + a.fan_in_sum()
+        return out
+
+    def macs(self) -> int:
+        return sum(a.macs() for a in self.affines)
+
+    def channel_abs_sum(self) -> Tensor:
+        """``Σ_e Σ_j |W_e,ij|`` per output channel (feature for Linear edges), float64."""
+        total: Tensor | None = None
+        for a in self.affines:
+            s = a.weight.abs().reshape(a.weight.shape[0], -1).sum(dim=1).to(torch.float64)
+            total = s if total is None else total + s
+        assert total is not None
+        return total
+
+    def select(self, channels: Tensor) -> Synapses:
+        """The synapses of output channels ``channels`` only (groups = 1 edges)."""
+        n = int(channels.numel())
+        return Synapses([replace(a, weight=a.weight[channels],
+                                 out_shape=(n, *a.out_shape[1:])) for a in self.affines])
+
+    @property
+    def groups_one(self) -> bool:
+        return all(a.groups == 1 for a in self.affines)
+
+    # -- fan-in gathering -------------------------------------------------------------------
+    def _group_split(self) -> tuple[int, int]:
+        """``(C, Gc)``: neurons of output channels in the same block of ``C/Gc`` channels
+        read the same input patch on every edge."""
+        c = self.out_shape[0]
+        groups = [a.groups for a in self.affines]
+        g = max(groups)
+        if all(g % x == 0 for x in groups):
+            return c, g
+        return c, c
+
+    def patch_keys(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """For flat neuron indices into (B, *out_shape): ``(key, row)`` with ``key`` equal for
+        neurons that read the same inputs on every edge (same sample, position and channel
+        group) and ``row`` the neuron's weight row (output channel or feature)."""
+        if len(self.affines) == 1:
+            return self.affines[0].patch_keys(index)
+        n_out = math.prod(self.out_shape)
+        b, o = index // n_out, index % n_out
+        if self.affines[0].kind == "linear":
+            return b, o
+        c, gc = self._group_split()
+        n_sp = n_out // c
+        co = o // n_sp
+        g = co // (c // gc)
+        return (b * gc + g) * n_sp + o % n_sp, co
+
+    def patches(self, xs: Sequence[Tensor], key: Tensor, fill: float = 0.0
+                ) -> tuple[Tensor, Tensor]:
+        """Inputs ``(xs, valid)`` (U, fan_in) of patch ``key``s, edges one after the other."""
+        if len(self.affines) == 1:
+            return self.affines[0].patches(xs[0], key, fill)
+        if self.affines[0].kind == "linear":
+            parts = [a.patches(x, key, fill) for a, x in zip(self.affines, xs)]
+        else:
+            c, gc = self._group_split()
+            n_sp = math.prod(self.out_shape[1:])
+            sp, bg = key % n_sp, key // n_sp
+            b, g = bg // gc, bg % gc
+            co = g * (c // gc)  # a channel of the block
+            parts = []
+            for a, x in zip(self.affines, xs):
+                ge = co // (c // a.groups)
+                parts.append(a.patches(x, (b * a.groups + ge) * n_sp + sp, fill))
+        return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+
+    def weight_rows(self, row: Tensor) -> Tensor:
+        """Weights of the rows ``row`` (M, fan_in), edges in the order of :meth:`patches`."""
+        return torch.cat([a.weight.reshape(a.weight.shape[0], -1)[row] for a in self.affines],
+                         1)
+
+    def gather(self, xs: Sequence[Tensor], index: Tensor, fill: float = 0.0
+               ) -> tuple[Tensor, Tensor]:
+        """Inputs and weights of selected neurons (zero weight where padding is covered)."""
+        key, row = self.patch_keys(index)
+        vals, valid = self.patches(xs, key, fill)
+        ws = self.weight_rows(row)
+        return vals, torch.where(valid, ws, torch.zeros((), dtype=ws.dtype, device=ws.device))
