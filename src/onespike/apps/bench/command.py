@@ -1,0 +1,82 @@
+"""The ``onespike bench`` command: its options, and writing the results (JSON, markdown)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from tqdm.auto import tqdm
+
+from onespike.apps.bench.measure import ENGINES
+from onespike.apps.bench.models import BENCH_MODELS, DEFAULT_MODELS
+from onespike.apps.bench.orchestrate import run_benchmark
+from onespike.apps.bench.report import to_markdown
+
+__all__ = ["bench_command", "cli"]
+
+
+@click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--models", default=None, metavar="LIST",
+              help=f"Comma-separated models [default: {','.join(DEFAULT_MODELS)}; known: "
+                   f"{','.join(BENCH_MODELS)}].")
+@click.option("--batches", default=None, metavar="LIST", help="Batch sizes [default: 1,8,64].")
+@click.option("--dtypes", default=None, metavar="LIST",
+              help="float64 and/or float32 [default: both].")
+@click.option("--engines", default=None, metavar="LIST",
+              help=f"Engines [default: {','.join(ENGINES)}]; relu is always measured.")
+@click.option("--repeats", type=click.IntRange(min=1), default=None,
+              help="Timed runs per configuration [default: 5; 1 with --quick].")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=8.0,
+              show_default=True, help="Seconds of timed runs per configuration; a first run "
+              "longer than this is reported alone.")
+@click.option("--max-run", type=click.FloatRange(min=0, min_open=True), default=45.0,
+              show_default=True, help="Skip configurations estimated to run longer (seconds).")
+@click.option("--clock-steps", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Ticks per window of the clock engine.")
+@click.option("--calib", "calibration", type=click.IntRange(min=1), default=None,
+              help="Calibration images for every model [default: 1000; 32 with --quick].")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch threads (1: robust on a shared machine; see the README).")
+@click.option("--no-memory", is_flag=True,
+              help="Do not measure peak memory (no subprocesses).")
+@click.option("--quick", is_flag=True, help="Tiny configuration for tests (tiny MLP and CNN, "
+              "batch 2, one repeat).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the results as JSON here.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, writable=True),
+              default=None, help="Also write the markdown tables here.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def bench_command(models: str | None, batches: str | None, dtypes: str | None,
+                  engines: str | None, repeats: int | None, budget: float, max_run: float,
+                  clock_steps: int, calibration: int | None, threads: int,
+                  no_memory: bool, quick: bool, seed: int, out: str | None,
+                  markdown_path: str | None, no_progress: bool) -> None:
+    """Time and measure the memory of the engines against the ReLU forward."""
+    try:
+        results = run_benchmark(
+            models=models, batches=batches, dtypes=dtypes, engines=engines, repeats=repeats,
+            budget=budget, max_run=max_run, clock_steps=clock_steps, calibration=calibration,
+            threads=threads, memory=not no_memory, quick=quick, seed=seed,
+            progress=not no_progress, log=lambda msg: tqdm.write(msg, file=sys.stderr),
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    text = to_markdown(results)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(results, indent=1, default=str) + "\n")
+    if markdown_path:
+        Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown_path).write_text(text)
+    click.echo(text)
+    if not results["checks"]["float64_agreement_passed"]:
+        raise click.ClickException("float64 outputs differ from the ReLU logits: "
+                                   + "; ".join(results["checks"]["failures"][:3]))
+
+
+#: The name :data:`onespike.apps.cli.PLUGIN_COMMANDS` loads (``"bench":
+#: "onespike.apps.bench:cli"``).
+cli = bench_command

@@ -1,0 +1,325 @@
+"""Measurement of one configuration: a runner per engine, the first run in a fresh process
+with its peak resident memory, round-robin timing, and the error and certificate statistics
+of the outputs against the float64 ReLU logits."""
+
+from __future__ import annotations
+
+import gc
+import math
+import multiprocessing as mp
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import psutil
+import torch
+from torch import Tensor
+
+from onespike.apps.bench.models import BENCH_MODELS, DTYPES, load_model
+
+if TYPE_CHECKING:  # ForkServerContext does not exist on Windows
+    from multiprocessing.context import ForkServerContext, SpawnContext
+
+__all__ = [
+    "AGREEMENT_TOL",
+    "ENGINES",
+    "MIB",
+    "PeakRSS",
+    "Runner",
+    "make_runner",
+    "measure_in_process",
+    "release_free_memory",
+    "run_in_child",
+    "time_group",
+]
+
+#: Engines measured (``relu`` is the reference forward of the original model).
+ENGINES: tuple[str, ...] = ("relu", "closed", "closed-cert", "event", "clock")
+#: Relative error (to the largest |logit|) allowed between float64 outputs and ReLU logits.
+AGREEMENT_TOL = 1e-9
+#: Bytes in a MiB.
+MIB = float(1 << 20)
+#: Timing samples shorter than this are repeated inside one sample.
+_MIN_SAMPLE_S = 0.05
+#: The module the fork server imports before forking measuring processes: this one, which
+#: imports torch and onespike (the child's entry point, :func:`_child_entry`, lives here).
+_PRELOAD = "onespike.apps.bench.measure"
+
+Runner = Callable[[], tuple[Tensor, Any]]
+
+
+def make_runner(engine: str, obj: Any, x: Tensor, *, clock_steps: int) -> Runner:
+    """A call running ``engine`` once on ``x``; returns ``(output, certificate or None)``.
+    ``obj`` is the ReLU model (engine ``relu``) or the spiking network."""
+    if engine == "relu":
+        def run() -> tuple[Tensor, Any]:
+            with torch.no_grad():
+                return obj(x), None
+        return run
+    options: dict[str, Any]
+    if engine == "closed":
+        name, options = "closed", {"certify": False}
+    elif engine == "closed-cert":
+        name, options = "closed", {"certify": True}
+    elif engine == "event":
+        name, options = "event", {}
+    elif engine == "clock":
+        name, options = "clock", {"steps": clock_steps}
+    else:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+
+    def run_snn() -> tuple[Tensor, Any]:
+        res = obj.simulate(x, engine=name, record=False, **options)
+        return res.output, res.certificate
+    return run_snn
+
+
+def _status_kib(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakRSS:
+    """Peak resident memory of this process between :meth:`start` and :meth:`stop`, above
+    the resident size at :meth:`start`. Linux: resets the kernel's high-water mark
+    (``echo 5 > /proc/self/clear_refs``) and reads ``VmHWM``; elsewhere samples
+    ``psutil`` every 2 ms."""
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.base = 0
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        proc = psutil.Process()
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            hwm, rss = _status_kib("VmHWM"), _status_kib("VmRSS")
+            if hwm is None or rss is None:
+                raise OSError("no VmHWM")
+            self.method = "VmHWM reset by /proc/self/clear_refs"
+            self.base = rss * 1024
+            return
+        except OSError:
+            pass
+        self.method = "psutil RSS sampling every 2 ms"
+        self.base = self._peak = proc.memory_info().rss
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                self._peak = max(self._peak, proc.memory_info().rss)
+                time.sleep(0.002)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> int:
+        """Bytes of peak RSS above the start."""
+        if self._thread is None:
+            hwm = _status_kib("VmHWM")
+            return max(0, (hwm or 0) * 1024 - self.base)
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, psutil.Process().memory_info().rss)
+        return max(0, self._peak - self.base)
+
+
+def release_free_memory() -> bool:
+    """Return freed heap memory to the system (glibc ``malloc_trim``), so that a run's
+    allocations are counted even where an earlier call (the warm-up) freed memory of the same
+    size: without it, glibc keeps those pages and the run reuses them unseen. False where
+    unavailable."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0) or True)
+    except (OSError, AttributeError):
+        return False
+
+
+def _rel_err(out: Tensor, ref: Tensor) -> float:
+    out = out.detach().reshape(out.shape[0], -1).to(torch.float64)
+    ref = ref.detach().reshape(ref.shape[0], -1).to(torch.float64)
+    scale = float(ref.abs().max()) if ref.numel() else 0.0
+    diff = float((out - ref).abs().max()) if ref.numel() else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def _cert_stats(cert: Any) -> dict[str, Any]:
+    if cert is None:
+        return {}
+    checked, neurons = sum(cert.checked), sum(cert.neurons)
+    return {
+        "checked": int(checked),
+        "neurons": int(neurons),
+        "checked_fraction": checked / neurons if neurons else 0.0,
+        "checked_per_layer": [c / n if n else 0.0 for c, n in zip(cert.checked, cert.neurons)],
+        "certificate_exact": bool(cert.exact),
+        "violations": int(cert.violations),
+    }
+
+
+def _outcome(engine: str, dtype: str, out: Tensor, cert: Any, ref: Tensor) -> dict[str, Any]:
+    res: dict[str, Any] = {"max_rel_err": _rel_err(out, ref)}
+    res["predictions_agree"] = float(
+        (out.reshape(out.shape[0], -1).argmax(1) == ref.reshape(ref.shape[0], -1).argmax(1))
+        .to(torch.float64).mean())
+    res.update(_cert_stats(cert))
+    res["agrees"] = None
+    if dtype == "float64" and engine in ("closed", "closed-cert", "event"):
+        if engine == "event" and not res["certificate_exact"]:
+            res["agreement_note"] = (f"certificate not exact ({res['violations']} violations): "
+                                     "the spiking network differs from the ReLU network")
+        else:
+            res["agrees"] = res["max_rel_err"] <= AGREEMENT_TOL
+    return res
+
+
+def _measure_first_run(job: dict[str, Any]) -> dict[str, Any]:
+    """One configuration's first run with its peak memory (meant for a fresh process)."""
+    import resource
+
+    from safetensors.torch import load_file
+
+    from onespike.network import load
+
+    torch.set_num_threads(int(job["threads"]))
+    spec = BENCH_MODELS[job["model"]]
+    dtype = DTYPES[job["dtype"]]
+    data = load_file(job["data"])
+    b = int(job["batch"])
+    x = data["x"][:b].to(dtype)
+    ref = data["ref"][:b]
+    if job["engine"] == "relu":
+        obj: Any = load_model(spec, job["weights"], dtype)
+        warm = make_runner("relu", obj, x[:1], clock_steps=1)
+    else:
+        obj = load(job["snn"])
+        warm = make_runner("closed", obj, x[:1], clock_steps=1)
+    run = make_runner(job["engine"], obj, x, clock_steps=int(job["clock_steps"]))
+    warm()
+    gc.collect()
+    trimmed = release_free_memory()
+    peak = PeakRSS()
+    peak.start()
+    c0, t0 = time.process_time(), time.perf_counter()
+    out, cert = run()
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    extra = peak.stop()
+    res = {"first_run_s": elapsed, "first_run_cpu_s": cpu, "peak_bytes": extra,
+           "baseline_bytes": peak.base,
+           "memory_method": peak.method + (" after malloc_trim" if trimmed else ""),
+           "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    res.update(_outcome(job["engine"], job["dtype"], out, cert, ref))
+    return res
+
+
+def _child_entry(conn: Any, job: dict[str, Any]) -> None:
+    try:
+        res = _measure_first_run(job)
+    except BaseException as exc:  # reported to the parent, which carries on
+        res = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+               "traceback": traceback.format_exc(limit=6)}
+    conn.send(res)
+    conn.close()
+
+
+_Context: TypeAlias = "ForkServerContext | SpawnContext"
+_CTX: _Context | None = None
+
+
+def _context() -> _Context:
+    """A forkserver context whose server has imported only torch and onespike (fast,
+    clean children), or spawn where forkserver does not exist."""
+    global _CTX
+    if _CTX is None:
+        ctx: _Context
+        try:
+            forkserver = mp.get_context("forkserver")
+            forkserver.set_forkserver_preload([_PRELOAD])
+            ctx = forkserver
+        except ValueError:
+            ctx = mp.get_context("spawn")
+        _CTX = ctx
+    return _CTX
+
+
+def run_in_child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run :func:`_measure_first_run` in a fresh process; ``{"error": …}`` on failure."""
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_entry, args=(send, job), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if recv.poll(timeout):
+            res = recv.recv()
+        else:
+            res = {"error": f"timed out after {timeout:.0f} s"}
+    except EOFError:
+        res = {"error": "the measuring process died (out of memory?)"}
+    finally:
+        recv.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if proc.exitcode not in (0, None) and "error" not in res:
+        res["warning"] = f"measuring process exit code {proc.exitcode}"
+    return res
+
+
+def measure_in_process(job: dict[str, Any], run: Runner, ref: Tensor) -> dict[str, Any]:
+    """One configuration's first run in this process (no peak memory): its time and the
+    outcome of its outputs against ``ref``."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    out, cert = run()
+    res = {"first_run_s": time.perf_counter() - t0, "first_run_cpu_s": time.process_time() - c0}
+    res.update(_outcome(job["engine"], job["dtype"], out, cert, ref))
+    return res
+
+
+def time_group(runners: dict[str, Runner], first: dict[str, float], *, repeats: int,
+               budget: float) -> dict[str, dict[str, Any]]:
+    """Warm up, then time the engines round-robin; returns per engine the wall-clock and the
+    CPU-time (``time.process_time``) samples, in seconds per call."""
+    number: dict[str, int] = {}
+    for engine, run in runners.items():
+        t_first = first[engine]
+        if t_first < budget / 4:  # full-size warm-up is cheap: do it
+            t0 = time.perf_counter()
+            run()
+            t_first = time.perf_counter() - t0
+        number[engine] = 1 if t_first >= _MIN_SAMPLE_S else \
+            min(1000, max(1, math.ceil(_MIN_SAMPLE_S / max(t_first, 1e-6))))
+    samples: dict[str, list[float]] = {e: [] for e in runners}
+    cpu: dict[str, list[float]] = {e: [] for e in runners}
+    spent = dict.fromkeys(runners, 0.0)
+    for _ in range(repeats):
+        for engine, run in runners.items():
+            if samples[engine] and spent[engine] >= budget:
+                continue
+            c0, t0 = time.process_time(), time.perf_counter()
+            for _ in range(number[engine]):
+                run()
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            spent[engine] += dt
+            samples[engine].append(dt / number[engine])
+            cpu[engine].append(dc / number[engine])
+    return {e: {"samples_s": samples[e], "cpu_samples_s": cpu[e],
+                "calls_per_sample": number[e]} for e in runners}
