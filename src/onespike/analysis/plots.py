@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 import torch
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -45,7 +46,9 @@ __all__ = [
 ]
 
 _TIME = "time [τ_c]"
-_COLORS = matplotlib.colormaps["tab10"].colors
+# tab10 is registered as a ListedColormap whose colors are a tuple of RGB triples
+_COLORS = cast(Sequence[tuple[float, float, float]],
+               cast(ListedColormap, matplotlib.colormaps["tab10"]).colors)
 
 
 def _np(t: Tensor) -> Any:
@@ -109,7 +112,7 @@ def membrane_potential(
     len(t)). See the module docstring for the formulas; the trajectory is the free one
     (it is not stopped at the spike)."""
     idx = _layer_index(snn, layer)
-    ly: Population = snn.layers[idx]  # type: ignore[assignment]
+    ly: Population = snn.layers[idx]
     if not sim.spike_times:
         raise ValueError("the simulation did not record spike times (use record=True)")
     names = list(sim.layer_names)

@@ -406,7 +406,10 @@ def sweep(
                leave=False)
     points: list[RobustnessPoint] = []
     for v in values:
-        accs, agrs, viols, used = [], [], [], []
+        accs: list[float] = []
+        agrs: list[float] = []
+        viols: list[int] = []
+        used: list[int] = []
         for s in seed_list:
             net, pert = network_for(snn, knob, v, s, base)
             random = pert is not None and (pert.jitter > 0 or pert.alpha_noise > 0)

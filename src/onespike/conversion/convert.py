@@ -134,10 +134,10 @@ def convert(
         norm = check_normalization(*normalization)
         if tuple(input_range) == (0.0, 1.0):
             n = max(len(norm[0]), len(norm[1]))
-            m = norm[0] * n if len(norm[0]) == 1 else norm[0]
+            mu = norm[0] * n if len(norm[0]) == 1 else norm[0]
             sd = norm[1] * n if len(norm[1]) == 1 else norm[1]
-            input_range = ([(0 - a) / b for a, b in zip(m, sd)],
-                           [(1 - a) / b for a, b in zip(m, sd)])
+            input_range = ([(0 - a) / b for a, b in zip(mu, sd)],
+                           [(1 - a) / b for a, b in zip(mu, sd)])
     low = _range_map(input_range[0], input_shape, dtype, device, "low")
     high = _range_map(input_range[1], input_shape, dtype, device, "high")
     if not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):

@@ -40,7 +40,7 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -283,8 +283,10 @@ def _apply_pool(node: Node, v: Tensor) -> Tensor:
         return fn(v, node.kernel, node.stride, node.padding, node.ceil_mode,
                   node.count_include_pad, **kw)
     assert isinstance(node, AdaptiveAvgPoolNode)
-    fn = F.adaptive_avg_pool1d if node.dims == 1 else F.adaptive_avg_pool2d
-    return fn(v, node.output_size)
+    if node.dims == 1:
+        return F.adaptive_avg_pool1d(v, node.output_size)
+    # cast: a 2-d pool's output_size is its output's (H, W) (trace: shape[1:] of (C, H, W))
+    return F.adaptive_avg_pool2d(v, cast(tuple[int, int], node.output_size))
 
 
 def _pool_as_conv(node: Node, in_shape: tuple[int, ...]
@@ -378,12 +380,15 @@ def _compose(a: _ConvSpec, b: _ConvSpec) -> _ConvSpec:
            for d in range(dims)]
     w = a.weight.new_zeros((b.weight.shape[0], a.weight.shape[1], *ext))
     for pb in itertools.product(*[range(int(k)) for k in kb]):
-        wb = b.weight[(slice(None), slice(None), *pb)]  # (O, J)
+        ib: tuple[slice | int, ...] = (slice(None), slice(None), *pb)
+        wb = b.weight[ib]  # (O, J)
         for pa in itertools.product(*[range(int(k)) for k in ka]):
             m = tuple(pa[d] * a.dilation[d] + a.stride[d] * b.dilation[d] * pb[d]
                       for d in range(dims))
-            wa = a.weight[(slice(None), slice(None), *pa)]  # (J, I)
-            w[(slice(None), slice(None), *m)] += wb @ wa
+            ia: tuple[slice | int, ...] = (slice(None), slice(None), *pa)
+            im: tuple[slice | int, ...] = (slice(None), slice(None), *m)
+            wa = a.weight[ia]  # (J, I)
+            w[im] += wb @ wa
     stride = tuple(a.stride[d] * b.stride[d] for d in range(dims))
     pad = []
     for d in range(dims):

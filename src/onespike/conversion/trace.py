@@ -206,7 +206,7 @@ def _name_of(target: Any) -> str:
     if isinstance(target, str):
         return target
     mod = getattr(target, "__module__", None) or ""
-    qual = getattr(target, "__name__", None) or getattr(target, "__qualname__", repr(target))
+    qual: str = getattr(target, "__name__", "") or getattr(target, "__qualname__", repr(target))
     if mod.startswith("torch.nn.functional"):
         return f"F.{qual}"
     if mod.startswith("torch") or mod == "_operator":
@@ -507,6 +507,7 @@ def _conv_pad(mod: nn.Conv1d | nn.Conv2d, dims: int) -> tuple[int, ...]:
 def _pool_module(node: torch.fx.Node, consts: dict[str, Any]) -> nn.Module:
     """Instantiate the module equivalent of a functional pooling call; sizes computed from
     shapes (``F.avg_pool2d(x, x.size()[3])``) take their values from the sample run."""
+    assert callable(node.target)  # a call_function node (see to_graph)
     cls = _POOL_FUNCTIONS[node.target]
 
     def value(n: torch.fx.Node) -> Any:
@@ -668,7 +669,9 @@ def _multi_input_node(
     base = method.rstrip("_")
     if t in _CAT_FUNCTIONS:
         parts = node.args[0] if node.args else node.kwargs["tensors"]
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        assert isinstance(parts, (list, tuple))  # checked by _check_function
+        # fx arguments are untyped; int() checks this one at run time
+        dim: Any = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         ndim = len(shape) + 1
         dim = int(dim) % ndim
         if dim == 0:
@@ -690,7 +693,8 @@ def _multi_input_node(
     if t in _ADD_FUNCTIONS or base in ("add", "sub"):
         sub = t in (operator.sub, operator.isub, torch.sub) or base == "sub"
         a, b = node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs["other"]
-        alpha = float(node.kwargs.get("alpha", 1.0))
+        alpha_arg: Any = node.kwargs.get("alpha", 1.0)  # untyped fx argument: float() checks it
+        alpha = float(alpha_arg)
         cb = (-alpha if sub else alpha)
         na, nb = _number(a, gm), _number(b, gm)
         if na is None and nb is None:
@@ -714,8 +718,9 @@ def _multi_input_node(
             c = 1.0 / c
         return ScaleNode(name, source, [_ir(tensor, alias, source)], shape, c)
     if t is operator.getitem:
-        inp = node.args[0]
-        in_shape = tuple(int(v) for v in inp.meta["tensor_meta"].shape)
+        sliced = node.args[0]
+        assert isinstance(sliced, torch.fx.Node)  # getitem nodes come from Proxy.__getitem__
+        in_shape = tuple(int(v) for v in sliced.meta["tensor_meta"].shape)
         idx = node.args[1]
         items = list(idx) if isinstance(idx, tuple) else [idx]
         if Ellipsis in items:
@@ -727,13 +732,16 @@ def _multi_input_node(
             raise UnsupportedOperationError("indexing", source, "it slices the batch dimension")
         slices = []
         for it, size in zip(items[1:], in_shape[1:]):
+            assert isinstance(it, slice)  # _check_function: slices and Ellipsis (expanded)
             start, stop, step = it.indices(size)
             if step < 1:
                 raise UnsupportedOperationError("indexing", source, "negative slice steps")
             slices.append((start, stop, step))
-        return SliceNode(name, source, [_ir(inp, alias, source)], shape, tuple(slices))
+        return SliceNode(name, source, [_ir(sliced, alias, source)], shape, tuple(slices))
     if t is F.pad:
-        pad = list(node.args[1] if len(node.args) > 1 else node.kwargs["pad"])
+        # fx arguments are untyped; list() and int() check this one at run time
+        pad_arg: Any = node.args[1] if len(node.args) > 1 else node.kwargs["pad"]
+        pad = list(pad_arg)
         ndim = len(shape)
         per: list[int] = [0] * (2 * ndim)
         for k in range(len(pad) // 2):

@@ -300,7 +300,7 @@ def _slices(v: Any) -> tuple[tuple[int, int, int], ...]:
                            for i in s)):
             raise ValueError(f"slice route: expected [start, stop, step], got {s!r}")
         out.append(tuple(s))
-    return tuple(out)  # type: ignore[return-value]
+    return tuple(out)
 
 
 def _route_from_json(d: dict[str, Any], sign: Tensor | None) -> Route:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +17,19 @@ from onespike.simulation.routing import Route
 __all__ = ["SpikingNetwork"]
 
 _RANGE_TOL = 1e-9
+
+if TYPE_CHECKING:
+    class _PopulationList(nn.ModuleList):
+        """Typing-only view of ``SpikingNetwork.layers``: the ``nn.ModuleList`` holding the
+        populations, with its items typed (the runtime object stays a plain ``nn.ModuleList``;
+        it satisfies :class:`onespike.simulation.protocols.PopulationsLike`)."""
+
+        @overload
+        def __getitem__(self, idx: slice) -> _PopulationList: ...
+        @overload
+        def __getitem__(self, idx: int) -> Population: ...
+        def __getitem__(self, idx: int | slice) -> Population | _PopulationList: ...
+        def __iter__(self) -> Iterator[Population]: ...
 
 
 def check_normalization(mean: Any, std: Any) -> tuple[list[float], list[float]]:
@@ -67,7 +81,8 @@ class SpikingNetwork(nn.Module):
         normalization: tuple[Any, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(layers)
+        # cast: the list holds only the Populations passed in (see _PopulationList)
+        self.layers = cast("_PopulationList", nn.ModuleList(layers))
         self.input_shape = tuple(input_shape)
         self.register_buffer("input_low", input_low.detach().clone())
         self.register_buffer("input_high", input_high.detach().clone())
@@ -90,21 +105,21 @@ class SpikingNetwork(nn.Module):
     @property
     def hidden_layers(self) -> list[Population]:
         """The hidden populations in topological order."""
-        return [ly for ly in self.layers if not ly.readout]  # type: ignore[misc]
+        return [ly for ly in self.layers if not ly.readout]
 
     @property
     def populations(self) -> list[Population]:
         """Every population (hidden in topological order, then the readout)."""
-        return list(self.layers)  # type: ignore[arg-type]
+        return list(self.layers)
 
     @property
     def readout(self) -> Population:
-        return self.layers[-1]  # type: ignore[return-value]
+        return self.layers[-1]
 
     def population(self, name: str) -> Population:
         for p in self.layers:
             if p.name == name:
-                return p  # type: ignore[return-value]
+                return p
         raise KeyError(f"no population {name!r}; populations: "
                        f"{', '.join(p.name for p in self.layers)}")
 

@@ -9,7 +9,7 @@ implementations; keeping the contract here lets the imports run one way (``netwo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from onespike.simulation.routing import Route
     from onespike.simulation.synapses import Synapses
 
-__all__ = ["EdgeLike", "NetworkLike", "NeuronLike", "PopulationLike"]
+__all__ = ["EdgeLike", "NetworkLike", "NeuronLike", "PopulationLike", "PopulationsLike"]
 
 
 class EdgeLike(Protocol):
@@ -46,6 +46,8 @@ class NeuronLike(Protocol):
     def zero_spikes(self) -> bool: ...
     @property
     def has_alpha(self) -> bool: ...
+    @property
+    def needs_scaling(self) -> bool: ...
 
     def encode(self, xhat: Tensor) -> Tensor: ...
     def clip_inputs(self, x: Tensor, B_in: float) -> Tensor: ...
@@ -105,12 +107,21 @@ class PopulationLike(Protocol):
     def positive_weight32(self) -> list[Tensor]: ...
 
 
+class PopulationsLike(Protocol):
+    """The populations of a network in topological order: iterable, sized and indexable
+    (a ``list`` of populations, or the ``nn.ModuleList`` of a ``SpikingNetwork``)."""
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[PopulationLike]: ...
+    def __getitem__(self, idx: int) -> PopulationLike: ...
+
+
 class NetworkLike(Protocol):
     """A DAG of populations in topological order (``layers``; the last is the readout),
     read from the input population ``"input"`` of ``input_shape``."""
 
     @property
-    def layers(self) -> Sequence[PopulationLike]: ...
+    def layers(self) -> PopulationsLike: ...
     @property
     def hidden_layers(self) -> Sequence[PopulationLike]: ...
     @property

@@ -82,7 +82,7 @@ def float32_is_ieee(device: torch.device) -> bool:
     new_api = hasattr(getattr(backends.cudnn, "conv", None), "fp32_precision")
     if device.type == "cuda":
         if new_api:
-            mm = backends.cuda.matmul.fp32_precision  # type: ignore[attr-defined]
+            mm = backends.cuda.matmul.fp32_precision
             conv = backends.cudnn.conv.fp32_precision  # type: ignore[attr-defined]
             mm_ok = mm == "ieee" or (mm == "none" and not backends.cuda.matmul.allow_tf32
                                      and torch.get_float32_matmul_precision() == "highest")
@@ -91,7 +91,9 @@ def float32_is_ieee(device: torch.device) -> bool:
     if device.type == "cpu":
         if new_api:
             return all(getattr(o, "fp32_precision", "none") in ("none", "ieee")
-                       for o in (backends.mkldnn.matmul, backends.mkldnn.conv))
+                       # torch's stubs omit the PropModule's matmul/conv (torch >= 2.9)
+                       for o in (backends.mkldnn.matmul,  # type: ignore[attr-defined]
+                                 backends.mkldnn.conv))  # type: ignore[attr-defined]
         return True
     return False
 
