@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from onespike.analysis.metrics import Stats, measure
+from onespike.errors import ArgumentError
 from onespike.network.snn import SpikingNetwork
 from onespike.simulation.certificate import Certificate
 
@@ -92,7 +93,7 @@ class Evaluation:
 def check_input_shape(snn: SpikingNetwork, shape: tuple[int, ...], what: str) -> None:
     """Raise ``ValueError`` naming ``what`` if samples of ``shape`` do not fit ``snn``."""
     if tuple(shape) != tuple(snn.input_shape):
-        raise ValueError(
+        raise ArgumentError(
             f"{what} has samples of shape {tuple(shape)} but the network expects "
             f"{tuple(snn.input_shape)}; use the data set the model was built for"
         )
@@ -128,11 +129,11 @@ def evaluate(
         progress: show a progress bar.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
     check_input_shape(snn, tuple(images.shape[1:]), "the data")
     n = int(images.shape[0])
     if n == 0:
-        raise ValueError("no samples to evaluate")
+        raise ArgumentError("no samples to evaluate")
     if model is not None:
         # the ReLU network in the spiking network's precision (a copy: the user's model is
         # left as it is), so that the comparison measures the mapping, not float32 rounding

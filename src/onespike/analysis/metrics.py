@@ -1,6 +1,6 @@
 """Cost of a spiking simulation: spikes, synaptic events, ANN MACs, energy, latency.
 
-Counting rules (design note §6), per sample, for every *spiking* layer ``m`` (the input layer
+Counting rules (docs/method.md §9), per sample, for every *spiking* layer ``m`` (the input layer
 and each hidden layer; the readout does not spike):
 
 * **spikes**: neurons of ``m`` with a finite spike time. Model A: exactly one per neuron;
@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from onespike.errors import ArgumentError
 from onespike.network.population import Population
 from onespike.network.snn import SpikingNetwork
 from onespike.simulation.driver import SimulationResult
@@ -144,7 +145,7 @@ class Stats:
     def merge(cls, parts: Sequence[Stats]) -> Stats:
         """Combine the stats of several batches of the same network (sample-weighted means)."""
         if not parts:
-            raise ValueError("nothing to merge")
+            raise ArgumentError("nothing to merge")
         total = sum(p.samples for p in parts)
         layers = []
         for i, first in enumerate(parts[0].layers):
@@ -254,14 +255,14 @@ def measure(
     if isinstance(x_or_sim, SimulationResult):
         sim = x_or_sim
         if not sim.spike_times:
-            raise ValueError("the simulation did not record spike times; simulate with "
-                             "record=True (the default)")
+            raise ArgumentError("the simulation did not record spike times; simulate with "
+                                "record=True (the default)")
     else:
         sim = snn.simulate(x_or_sim, engine=engine, record=True, **simulate_options)
     hidden = snn.hidden_layers
     if len(sim.spike_times) != len(hidden) + 1:
-        raise ValueError(f"the simulation has {len(sim.spike_times)} recorded layers; this "
-                         f"network has {len(hidden) + 1} spiking layers (input + hidden)")
+        raise ArgumentError(f"the simulation has {len(sim.spike_times)} recorded layers; this "
+                            f"network has {len(hidden) + 1} spiking layers (input + hidden)")
     names = sim.layer_names or ["input"] + [p.name for p in hidden]
     consumers: dict[str, list[tuple[Population, int]]] = {nm: [] for nm in names}
     for pop in snn.layers:

@@ -30,6 +30,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from onespike.errors import ArgumentError, OutOfRangeError
 from onespike.network.population import Population
 from onespike.network.snn import SpikingNetwork
 from onespike.simulation.driver import SimulationResult
@@ -71,16 +72,16 @@ def _sim_of(snn: SpikingNetwork, x_or_sim: Tensor | SimulationResult,
     """A recorded simulation and the sample index in it (simulating one sample if given x)."""
     if isinstance(x_or_sim, SimulationResult):
         if not x_or_sim.spike_times:
-            raise ValueError("the simulation did not record spike times (use record=True)")
+            raise ArgumentError("the simulation did not record spike times (use record=True)")
         n = int(x_or_sim.spike_times[0].shape[0])
         if not -n <= sample < n:
-            raise IndexError(f"sample {sample} out of range for {n} simulated samples")
+            raise OutOfRangeError(f"sample {sample} out of range for {n} simulated samples")
         return x_or_sim, sample
     x = x_or_sim
     if x.dim() == len(snn.input_shape):
         x = x[None]
     if not -x.shape[0] <= sample < x.shape[0]:
-        raise IndexError(f"sample {sample} out of range for a batch of {x.shape[0]}")
+        raise OutOfRangeError(f"sample {sample} out of range for a batch of {x.shape[0]}")
     return snn.simulate(x[sample : sample + 1], engine="event", record=True), 0
 
 
@@ -88,12 +89,12 @@ def _layer_index(snn: SpikingNetwork, layer: int | str) -> int:
     names = [ly.name for ly in snn.layers]
     if isinstance(layer, str):
         if layer not in names:
-            raise ValueError(f"no layer {layer!r}; layers: {', '.join(names)}")
+            raise ArgumentError(f"no layer {layer!r}; layers: {', '.join(names)}")
         return names.index(layer)
     idx = int(layer)
     if not -len(names) <= idx < len(names):
-        raise IndexError(f"layer {layer} out of range ({len(names)} layers: "
-                         f"{', '.join(names)})")
+        raise OutOfRangeError(f"layer {layer} out of range ({len(names)} layers: "
+                              f"{', '.join(names)})")
     return idx % len(names)
 
 
@@ -114,16 +115,16 @@ def membrane_potential(
     idx = _layer_index(snn, layer)
     ly: Population = snn.layers[idx]
     if not sim.spike_times:
-        raise ValueError("the simulation did not record spike times (use record=True)")
+        raise ArgumentError("the simulation did not record spike times (use record=True)")
     names = list(sim.layer_names)
     index = torch.as_tensor(neurons, dtype=torch.long).reshape(-1)
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= ly.num_neurons):
-        raise IndexError(f"neuron indices must be in [0, {ly.num_neurons}) for {ly.name}")
+        raise OutOfRangeError(f"neuron indices must be in [0, {ly.num_neurons}) for {ly.name}")
     arrivals = []
     for i, e in enumerate(ly.edges):
         if e.source not in names:
-            raise ValueError(f"the simulation has no spikes of {e.source!r} (source of "
-                             f"{ly.name}); layers recorded: {', '.join(names)}")
+            raise ArgumentError(f"the simulation has no spikes of {e.source!r} (source of "
+                                f"{ly.name}); layers recorded: {', '.join(names)}")
         s = sim.spike_times[names.index(e.source)][sample : sample + 1].to(snn.dtype)
         # routing commutes with time shifts (first spike of a pool window), then the delay
         s_in = -ly.route(i, -s) + e.delay
@@ -166,7 +167,7 @@ def plot_raster(
     neuron index (flat) on y, every layer's window shaded (its own darker). Layers with more
     than ``max_neurons`` neurons show an evenly spaced subset (stated in the panel title)."""
     if not sim.spike_times:
-        raise ValueError("the simulation did not record spike times (use record=True)")
+        raise ArgumentError("the simulation did not record spike times (use record=True)")
     n_layers = len(sim.spike_times)
     fig = Figure(figsize=(9, 1.2 + 1.5 * n_layers), layout="constrained")
     axes = fig.subplots(n_layers, 1, sharex=True, squeeze=False)[:, 0]
@@ -203,8 +204,8 @@ def plot_raster(
 def _own_times(sim: SimulationResult, name: str) -> Tensor:
     """Recorded spike times of population ``name`` (looked up in ``sim.layer_names``)."""
     if name not in sim.layer_names:
-        raise ValueError(f"the simulation has no spikes of {name!r}; layers recorded: "
-                         f"{', '.join(sim.layer_names)}")
+        raise ArgumentError(f"the simulation has no spikes of {name!r}; layers recorded: "
+                            f"{', '.join(sim.layer_names)}")
     return sim.spike_times[sim.layer_names.index(name)]
 
 
@@ -293,7 +294,7 @@ def plot_histograms(
     (silent neurons are counted in the panel title), each layer's window shaded. ``log``:
     logarithmic counts (model A's zero activations pile up at ``t_max``)."""
     if not sim.spike_times:
-        raise ValueError("the simulation did not record spike times (use record=True)")
+        raise ArgumentError("the simulation did not record spike times (use record=True)")
     n_layers = len(sim.spike_times)
     cols = min(3, n_layers)
     rows = (n_layers + cols - 1) // cols

@@ -1,4 +1,4 @@
-"""Robustness sweeps of a converted network (design note §7).
+"""Robustness sweeps of a converted network (docs/method.md §10).
 
 One knob is varied at a time; for every value the spiking network is simulated with several
 seeds and compared with the labels (accuracy) and with the ReLU network it was converted from
@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from onespike.conversion.mapping import window_sizes
 from onespike.conversion.scale import S_MAX
+from onespike.errors import ArgumentError
 from onespike.network.population import Population
 from onespike.network.snn import SpikingNetwork
 from onespike.simulation.affine import Affine
@@ -140,7 +141,7 @@ def quantize_weights(snn: SpikingNetwork, bits: int) -> SpikingNetwork:
     grid. ``bits ≥ 2``.
     """
     if not isinstance(bits, int) or bits < 2:
-        raise ValueError(f"weight bits must be an integer >= 2, got {bits!r}")
+        raise ArgumentError(f"weight bits must be an integer >= 2, got {bits!r}")
     q = 2 ** (bits - 1) - 1
     affines = _affines(snn)
     for affs in affines:
@@ -180,7 +181,7 @@ def network_for(snn: SpikingNetwork, knob: str, value: float, seed: int = 0,
                 base: Perturbation | None = None) -> tuple[SpikingNetwork, Perturbation | None]:
     """The network and perturbation that realise ``knob = value`` (with ``base`` added)."""
     if knob not in KNOBS:
-        raise ValueError(f"knob must be one of {KNOBS}, got {knob!r}")
+        raise ArgumentError(f"knob must be one of {KNOBS}, got {knob!r}")
     p = base if base is not None else Perturbation()
     p = dataclasses.replace(p, seed=seed)
     net = snn
@@ -190,7 +191,7 @@ def network_for(snn: SpikingNetwork, knob: str, value: float, seed: int = 0,
         p = dataclasses.replace(p, jitter=float(value))
     elif knob == "alpha_noise":
         if not snn.readout.model.has_alpha and value:
-            raise ValueError("alpha noise applies to model A (neuron='alpha') only")
+            raise ArgumentError("alpha noise applies to model A (neuron='alpha') only")
         p = dataclasses.replace(p, alpha_noise=float(value))
     elif knob == "time_bits":
         bits = _bits(value, knob)
@@ -204,7 +205,7 @@ def network_for(snn: SpikingNetwork, knob: str, value: float, seed: int = 0,
 
 def _bits(value: float, knob: str) -> int:
     if value != int(value) or value < 0:
-        raise ValueError(f"{knob} values must be non-negative integers (0 = off), got {value}")
+        raise ArgumentError(f"{knob} values must be non-negative integers (0 = off), got {value}")
     return int(value)
 
 
@@ -382,21 +383,21 @@ def sweep(
         A :class:`RobustnessResult` (``format_table()``, ``plot(path)``, ``as_dict()``).
     """
     if knob not in KNOBS:
-        raise ValueError(f"knob must be one of {KNOBS}, got {knob!r}")
+        raise ArgumentError(f"knob must be one of {KNOBS}, got {knob!r}")
     if not len(values):
-        raise ValueError("give at least one knob value")
+        raise ArgumentError("give at least one knob value")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
-        raise ValueError("give at least one seed")
+        raise ArgumentError("give at least one seed")
     if engine not in ("event", "clock"):
-        raise ValueError(f"engine must be 'event' or 'clock' for perturbed runs, got {engine!r}")
+        raise ArgumentError(f"engine must be 'event' or 'clock' for perturbed runs, got {engine!r}")
     with torch.no_grad():
         ref = snn.reference(x, clip=clip)[-1]
     ref_pred = ref.reshape(ref.shape[0], -1).argmax(dim=1)
     y = None if labels is None else torch.as_tensor(labels).to(ref_pred.device).reshape(-1)
     n = int(ref_pred.shape[0])
     if y is not None and y.shape[0] != n:
-        raise ValueError(f"{y.shape[0]} labels for {n} samples")
+        raise ArgumentError(f"{y.shape[0]} labels for {n} samples")
 
     def acc(pred: Tensor) -> float:
         return float((pred == y).double().mean()) if y is not None and n else float("nan")

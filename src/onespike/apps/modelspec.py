@@ -1,6 +1,7 @@
 """Resolve what a user names on the command line: models, weights, calibration data, ranges.
 
-Every failure raises :class:`SpecError` (a ``ValueError``) whose one-line message says what
+Every failure raises :class:`~onespike.errors.ModelSpecError` (a ``ValueError``; also
+known as ``SpecError``) whose one-line message says what
 is wrong and how to fix it; nothing here unpickles arbitrary objects (``.pt`` weights are read
 with ``torch.load(..., weights_only=True)``).
 """
@@ -18,7 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from onespike.errors import ModelSpecError
+
 __all__ = [
+    "ModelSpecError",
     "SpecError",
     "load_model",
     "load_tensor_file",
@@ -28,8 +32,8 @@ __all__ = [
 ]
 
 
-class SpecError(ValueError):
-    """A model / weights / data specification cannot be used (the message says why)."""
+#: Former name of :class:`onespike.errors.ModelSpecError`.
+SpecError = ModelSpecError
 
 
 MODEL_SPEC_HELP = (

@@ -26,11 +26,9 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
+from onespike.errors import RebuildError
+
 __all__ = ["RebuildError", "from_exported", "from_torchscript", "is_torchscript_archive"]
-
-
-class RebuildError(ValueError):
-    """The file's model cannot be rebuilt from standard ``nn`` layers (message says why)."""
 
 
 # -- TorchScript -----------------------------------------------------------------------------
@@ -170,6 +168,13 @@ def _rank(node: Any) -> int:
     return int(val.dim())
 
 
+
+def _node(x: Any) -> torch.fx.Node:
+    """``x`` as a graph node (the input of a reshape / identity)."""
+    if not isinstance(x, torch.fx.Node):
+        raise RebuildError(f"expected a graph node as input, got {x!r}")
+    return x
+
 class _ExportRebuilder:
     """Translates one exported graph into a GraphModule of ``nn`` modules."""
 
@@ -184,10 +189,10 @@ class _ExportRebuilder:
         if node is None:
             return None
         if isinstance(node, torch.fx.Node) and node.op == "get_attr":
-            value = self.gm
+            value: Any = self.gm
             for part in str(node.target).split("."):
                 value = getattr(value, part)
-            return value.detach()  # type: ignore[return-value]
+            return value.detach()
         raise RebuildError(f"expected a stored parameter, got graph node {node}")
 
     def name_for(self, node: torch.fx.Node) -> str:
@@ -230,7 +235,9 @@ class _ExportRebuilder:
             return self.conv(n)
         if t in _LINEAR:
             w, b = self.tensor(n.args[1]), self.tensor(_arg(n, 2, "bias", None))
-            lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)  # type: ignore[union-attr]
+            if w is None:
+                raise RebuildError(f"graph node {n}: a linear layer without a weight")
+            lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
             _copy(lin, w, b)
             return self.module(n, lin, x)
         if t in _RELU:
@@ -263,23 +270,26 @@ class _ExportRebuilder:
                                x)
         if t in _RESHAPE:
             shape = list(_arg(n, 1, "size", []))
-            src = self.env[x]
+            src = self.env[_node(x)]
             batch = self.graph.call_method("size", (src, 0))
             return self.graph.call_method("reshape", (src, batch, *shape[1:]))
         if t in _IDENTITY:
-            return self.env[x]
+            return self.env[_node(x)]
         if t is operator.getitem and isinstance(x, torch.fx.Node) and x in self.tuples:
             if n.args[1] != 0:
                 raise RebuildError(f"graph node {n} uses output {n.args[1]} of {x}; only the "
                                    "first output of batch norm / max pool is supported")
             return self.tuples[x]
         # anything else is kept as is: onespike.convert then names it as unsupported
+        if not callable(t):
+            raise RebuildError(f"graph node {n}: target {t!r} is not a function")
         return self.graph.call_function(t, self.value(n.args), self.value(n.kwargs))
 
     def conv(self, n: torch.fx.Node) -> torch.fx.Node:
         x = n.args[0]
         w, b = self.tensor(n.args[1]), self.tensor(_arg(n, 2, "bias", None))
-        assert w is not None
+        if w is None:
+            raise RebuildError(f"graph node {n}: a convolution without a weight")
         if n.target in _CONVOLUTION:
             if bool(_arg(n, 6, "transposed", False)):
                 raise RebuildError(f"graph node {n}: transposed convolutions are not supported")
@@ -289,7 +299,7 @@ class _ExportRebuilder:
         dims = w.dim() - 2
         if dims not in (1, 2):
             raise RebuildError(f"graph node {n}: {dims}-d convolutions are not supported")
-        cls = nn.Conv1d if dims == 1 else nn.Conv2d
+        cls: Callable[..., nn.Module] = nn.Conv1d if dims == 1 else nn.Conv2d
         conv = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]),
                    stride=_arg(n, 3, "stride", 1), padding=_arg(n, 4, "padding", 0),
                    dilation=_arg(n, 5, "dilation", 1), groups=groups, bias=b is not None)

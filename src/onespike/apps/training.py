@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from onespike.data import Dataset
+from onespike.errors import ArgumentError
 
 __all__ = ["DIGITS_RECIPE", "Recipe", "accuracy", "train", "train_pretrained"]
 
@@ -59,7 +60,7 @@ def train(
     per epoch (loss, train accuracy, test accuracy if ``test_ds``). The model ends in eval
     mode. Shuffling uses a generator seeded with ``seed``."""
     if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+        raise ArgumentError(f"epochs must be >= 1, got {epochs}")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = -(-len(train_ds) // batch_size)
@@ -100,8 +101,8 @@ def train_pretrained(name: str = "digits_cnn", *, seed: int = 0, epochs: int | N
     from onespike.models import get_model
 
     if name != "digits_cnn":
-        raise ValueError(f"no training recipe for {name!r} in onespike.apps.training (use "
-                         "scripts/train.py)")
+        raise ArgumentError(f"no training recipe for {name!r} in onespike.apps.training (use "
+                            "scripts/train.py)")
     r = DIGITS_RECIPE
     torch.manual_seed(seed)  # the initial weights, as in scripts/train.py
     model = get_model(name)

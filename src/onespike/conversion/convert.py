@@ -15,7 +15,7 @@ from onespike.conversion.fold import fold
 from onespike.conversion.mapping import build_layers, window_sizes
 from onespike.conversion.scale import scale_for_model_a
 from onespike.conversion.trace import to_graph, validate_and_trace
-from onespike.errors import CalibrationError
+from onespike.errors import ArgumentError, ArgumentTypeError, CalibrationError
 from onespike.network.snn import SpikingNetwork, check_normalization
 from onespike.simulation.neurons import NEURON_MODELS, get_neuron
 
@@ -33,7 +33,7 @@ def _range_map(value: RangeBound, shape: tuple[int, ...], dtype: torch.dtype,
         return t.reshape((-1,) + (1,) * (len(shape) - 1)).expand(shape).clone()
     if tuple(t.shape) == tuple(shape):
         return t.clone()
-    raise ValueError(
+    raise ArgumentError(
         f"input_range {what} has shape {tuple(t.shape)}; give a scalar, one value per channel "
         f"({shape[0] if shape else 1}) or a full map {shape}"
     )
@@ -87,12 +87,12 @@ def convert(
         UnsupportedModelError, CalibrationError, InputRangeError, ValueError.
     """
     if neuron not in NEURON_MODELS:
-        raise ValueError(f"neuron must be one of {NEURON_MODELS}, got {neuron!r}")
+        raise ArgumentError(f"neuron must be one of {NEURON_MODELS}, got {neuron!r}")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        raise ArgumentError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     window_sizes([1.0], zeta)  # validates zeta
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
     gm = validate_and_trace(model)  # refuses unsupported operations before touching data
 
@@ -141,13 +141,13 @@ def convert(
     low = _range_map(input_range[0], input_shape, dtype, device, "low")
     high = _range_map(input_range[1], input_shape, dtype, device, "high")
     if not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):
-        raise ValueError(
+        raise ArgumentError(
             f"input_range must be finite, got {input_range}: the input is encoded as spike "
             "times t = 1 − (x − low)/(high − low), which needs finite bounds; give the range "
             "the data really take (e.g. (0, 1) for pixels, or the normalised bounds)"
         )
     if not bool((high > low).all()):
-        raise ValueError(f"input_range must have high > low everywhere, got {input_range}")
+        raise ArgumentError(f"input_range must have high > low everywhere, got {input_range}")
 
     folded = fold(graph, low, high)
     if get_neuron(neuron).needs_scaling:

@@ -11,6 +11,7 @@ latency (``1 + Σ B_n`` for a chain).
 from __future__ import annotations
 
 from onespike.conversion.fold import Folded, FoldedPopulation
+from onespike.errors import ArgumentError
 from onespike.network.population import EdgeSpec, Population
 
 __all__ = ["build_layers", "window_sizes"]
@@ -19,7 +20,7 @@ __all__ = ["build_layers", "window_sizes"]
 def window_sizes(X: list[float], zeta: float) -> list[float]:
     """``B_n = (1 + zeta)·X_n`` (``1 + zeta`` where ``X_n = 0``)."""
     if not zeta > -1:
-        raise ValueError(f"zeta must be > -1 (windows B = (1 + zeta)·X), got {zeta}")
+        raise ArgumentError(f"zeta must be > -1 (windows B = (1 + zeta)·X), got {zeta}")
     return [(1.0 + zeta) * (x if x > 0 else 1.0) for x in X]
 
 

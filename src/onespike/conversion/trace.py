@@ -38,7 +38,12 @@ from onespike.conversion.ir import (
     ScaleNode,
     SliceNode,
 )
-from onespike.errors import CalibrationError, UnsupportedModelError, UnsupportedOperationError
+from onespike.errors import (
+    ArgumentTypeError,
+    CalibrationError,
+    UnsupportedModelError,
+    UnsupportedOperationError,
+)
 
 __all__ = ["SUPPORTED_MODULES", "to_graph", "validate_and_trace"]
 
@@ -243,7 +248,7 @@ def validate_and_trace(model: nn.Module) -> torch.fx.GraphModule:
             "rebuilds it from nn layers",
         )
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for path, mod in model.named_modules():
         if isinstance(mod, _REFUSED_SUBCLASSES):
             raise UnsupportedOperationError(

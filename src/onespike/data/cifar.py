@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from onespike.data.dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
+from onespike.errors import ArgumentError
 
 __all__ = ["SafeUnpickler", "UnsafePickleError", "archive_classes", "load_cifar", "safe_loads"]
 
@@ -86,7 +87,7 @@ def safe_loads(data: bytes, *, source: str = "<bytes>") -> Any:
         ) from None
 
 
-_LAYOUT = {
+_LAYOUT: dict[int, dict[str, Any]] = {
     10: {
         "folder": "cifar-10-batches-py",
         "archive": "cifar-10-python.tar.gz",
@@ -123,7 +124,7 @@ _ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 def _unreadable(what: object, exc: BaseException) -> str:
     return (f"{what}: truncated or corrupted archive, cannot be read ({exc}); download it "
-            "again (https://www.cs.toronto.edu/~kriz/cifar.html)")
+            "again (the CIFAR 'python version' download)")
 
 
 #: Member names that identify each archive (its top folder, or files only it has).
@@ -161,8 +162,8 @@ class _Reader:
         self.archive: Path | None = None
         self._tar: tarfile.TarFile | None = None
         hint = (
-            f"pass root= as the extracted {layout['folder']}/ folder, the folder containing it, "
-            f"or the {layout['archive']} archive (https://www.cs.toronto.edu/~kriz/cifar.html)"
+            f"pass {{root}} as the extracted {layout['folder']}/ folder, the folder containing it, "
+            f"or the {layout['archive']} archive (the CIFAR 'python version' download)"
         )
         if root.is_file():
             self.archive = root
@@ -176,9 +177,11 @@ class _Reader:
             elif (root / layout["meta"]).is_file():
                 self.folder = root  # extracted under another name
             else:
-                raise DatasetNotFoundError(f"no CIFAR-{num_classes} data in {root}; {hint}")
+                raise DatasetNotFoundError(f"no CIFAR-{num_classes} data in {root}; {hint}",
+                                           params=("root",), path=root)
         else:
-            raise DatasetNotFoundError(f"CIFAR-{num_classes} path {root} does not exist; {hint}")
+            raise DatasetNotFoundError(f"CIFAR-{num_classes} path {root} does not exist; {hint}",
+                                       params=("root",), path=root)
         self.hint = hint
         self.num_classes = num_classes
 
@@ -200,7 +203,8 @@ class _Reader:
             path = self.folder / member
             if not path.is_file():
                 raise DatasetNotFoundError(
-                    f"CIFAR-{self.num_classes} file {path} is missing; {self.hint}"
+                    f"CIFAR-{self.num_classes} file {path} is missing; {self.hint}",
+                    params=("root",), path=path,
                 )
             return path.read_bytes(), str(path)
         assert self._tar is not None
@@ -208,7 +212,8 @@ class _Reader:
         info = self._members.get(member)
         if info is None:
             raise DatasetFormatError(
-                f"{self.archive}: archive has no member {member!r}; {self.hint}"
+                f"{self.archive}: archive has no member {member!r}; {self.hint}",
+                params=("root",), path=self.archive,
             )
         try:
             fh = self._tar.extractfile(info)
@@ -258,7 +263,8 @@ def load_cifar(
     """
     check_split(split)
     if num_classes not in _LAYOUT:
-        raise ValueError(f"num_classes must be 10 or 100, got {num_classes}")
+        raise ArgumentError(f"num_classes must be 10 or 100, got {num_classes}",
+                            argument="num_classes")
     layout = _LAYOUT[num_classes]
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []

@@ -8,19 +8,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from onespike.errors import (
+    ArgumentError,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    UnknownDatasetError,
+)
+
 __all__ = ["Dataset", "DatasetFormatError", "DatasetNotFoundError", "UnknownDatasetError"]
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset folder or file is missing. The message says how to get it."""
-
-
-class DatasetFormatError(ValueError):
-    """A dataset file exists but is corrupted, truncated, or not in the expected format."""
-
-
-class UnknownDatasetError(ValueError):
-    """``load_dataset`` was given a name it does not know (the message lists the known ones)."""
 
 
 @dataclass(frozen=True)
@@ -44,16 +39,16 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.images.dim() != 4:
-            raise ValueError(f"images must be NCHW, got shape {tuple(self.images.shape)}")
+            raise ArgumentError(f"images must be NCHW, got shape {tuple(self.images.shape)}")
         if self.labels.dim() != 1 or self.labels.shape[0] != self.images.shape[0]:
-            raise ValueError(
+            raise ArgumentError(
                 f"labels shape {tuple(self.labels.shape)} does not match "
                 f"{self.images.shape[0]} images"
             )
         if self.images.dtype != torch.float32:
-            raise ValueError(f"images must be float32, got {self.images.dtype}")
+            raise ArgumentError(f"images must be float32, got {self.images.dtype}")
         if self.labels.dtype != torch.int64:
-            raise ValueError(f"labels must be int64, got {self.labels.dtype}")
+            raise ArgumentError(f"labels must be int64, got {self.labels.dtype}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -67,7 +62,7 @@ class Dataset:
     def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(images, labels)`` batches in order; the last batch may be smaller."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
         for start in range(0, len(self), batch_size):
             yield (
                 self.images[start : start + batch_size],
@@ -79,7 +74,7 @@ class Dataset:
         if limit is None:
             return self
         if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+            raise ArgumentError(f"limit must be >= 0, got {limit}")
         return Dataset(
             images=self.images[:limit],
             labels=self.labels[:limit],
@@ -92,5 +87,5 @@ class Dataset:
 def check_split(split: str) -> str:
     """Return ``split`` if it is ``"train"`` or ``"test"``, else raise ValueError."""
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise ArgumentError(f"split must be 'train' or 'test', got {split!r}")
     return split

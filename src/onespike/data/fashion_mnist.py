@@ -10,6 +10,7 @@ import gzip
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,11 +41,11 @@ _FILES = {
 
 _INSTALL_HINT = (
     "install the Debian/Ubuntu package with `apt-get install -y dataset-fashion-mnist` "
-    f"(files go to {DEFAULT_ROOT}/), or pass the folder holding the IDX files as root="
+    f"(files go to {DEFAULT_ROOT}/), or pass the folder holding the IDX files as {{root}}"
 )
 
 # IDX type codes -> numpy big-endian dtypes.
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -110,7 +111,8 @@ def _find(root: Path, stem: str) -> Path:
         if candidate.is_file():
             return candidate
     raise DatasetNotFoundError(
-        f"Fashion-MNIST file {stem}.gz (or {stem}) not found in {root}; {_INSTALL_HINT}"
+        f"Fashion-MNIST file {stem}.gz (or {stem}) not found in {root}; {_INSTALL_HINT}",
+        params=("root",), path=root / stem,
     )
 
 
@@ -134,7 +136,8 @@ def load_fashion_mnist(
     check_split(split)
     folder = Path(root) if root is not None else DEFAULT_ROOT
     if not folder.is_dir():
-        raise DatasetNotFoundError(f"Fashion-MNIST folder {folder} does not exist; {_INSTALL_HINT}")
+        raise DatasetNotFoundError(f"Fashion-MNIST folder {folder} does not exist; {_INSTALL_HINT}",
+                                   params=("root",), path=folder)
     image_stem, label_stem, _ = _FILES[split]
     image_path = _find(folder, image_stem)
     label_path = _find(folder, label_stem)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from onespike.data.dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
+from onespike.errors import ArgumentError, MissingDependencyError
 
 __all__ = ["IMAGE_EXTENSIONS", "list_images", "load_imagefolder"]
 
@@ -84,7 +85,8 @@ def _open_rgb(path: Path, resize: int | None, center_crop: int | tuple[int, int]
     try:
         from PIL import Image
     except ImportError as exc:  # pragma: no cover - pillow is a matplotlib dependency
-        raise ImportError("reading image folders needs Pillow (`pip install pillow`)") from exc
+        raise MissingDependencyError("reading image folders needs Pillow (`pip install pillow`)",
+                                     package="pillow") from exc
     try:
         with Image.open(path) as im:
             img = im.convert("RGB")
@@ -160,9 +162,9 @@ def load_imagefolder(
         mean = torch.as_tensor(normalize[0], dtype=torch.float32).reshape(-1)
         std = torch.as_tensor(normalize[1], dtype=torch.float32).reshape(-1)
         if mean.numel() not in (1, 3) or std.numel() not in (1, 3):
-            raise ValueError("normalize needs (mean, std) with 1 or 3 values each")
+            raise ArgumentError("normalize needs (mean, std) with 1 or 3 values each")
         if bool((std <= 0).any()):
-            raise ValueError(f"normalize std must be positive, got {std.tolist()}")
+            raise ArgumentError(f"normalize std must be positive, got {std.tolist()}")
         mean3, std3 = mean.expand(3), std.expand(3)
         x = (x - mean3[None, :, None, None]) / std3[None, :, None, None]
         input_range = (

@@ -12,6 +12,7 @@ from onespike.data.dataset import (
     UnknownDatasetError,
     check_split,
 )
+from onespike.errors import ArgumentError
 
 __all__ = ["DATASET_NAMES", "load_dataset"]
 
@@ -114,7 +115,7 @@ def load_dataset(
     """
     check_split(split)
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+        raise ArgumentError(f"limit must be >= 0, got {limit}", argument="limit")
     name = _canonical(name_or_path)
     if name is None:
         path = Path(name_or_path).expanduser()
@@ -135,14 +136,16 @@ def load_dataset(
                 " nor an existing dataset folder or CIFAR archive"
             )
         if root is not None:
-            raise ValueError("give either a dataset path or root=, not both")
+            raise ArgumentError("give either a dataset path or {root}, not both", argument="root",
+                                params=("root",))
         name, root = guessed, str(path)
 
     if name == "digits":
         from onespike.data.digits import load_digits
 
         if root is not None:
-            raise ValueError("the digits dataset is bundled with scikit-learn; it takes no root")
+            raise ArgumentError("the digits dataset is bundled with scikit-learn; it takes no "
+                                "{root}", argument="root", params=("root",))
         return load_digits(split, limit=limit, **options)
     if name == "fashion-mnist":
         from onespike.data.fashion_mnist import load_fashion_mnist
@@ -152,8 +155,9 @@ def load_dataset(
         from onespike.data.cifar import load_cifar
 
         if root is None:
-            raise ValueError(
-                f"{name} needs root= (the extracted cifar folder or the .tar.gz archive)"
+            raise ArgumentError(
+                f"{name} needs {{root}} (the extracted cifar folder or the .tar.gz archive)",
+                argument="root", params=("root",),
             )
         return load_cifar(
             root, split, num_classes=10 if name == "cifar10" else 100, limit=limit, **options
@@ -161,5 +165,6 @@ def load_dataset(
     from onespike.data.imagefolder import load_imagefolder
 
     if root is None:
-        raise ValueError("imagefolder needs root= (a folder of <class>/<image> files)")
+        raise ArgumentError("imagefolder needs {root} (a folder of <class>/<image> files)",
+                            argument="root", params=("root",))
     return load_imagefolder(root, split, limit=limit, **options)

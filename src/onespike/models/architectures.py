@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from onespike.errors import ArgumentError
+
 __all__ = [
     "VGG",
     "VGG16_CFG",
@@ -155,9 +157,9 @@ def vgg16_cifar(num_classes: int = 10, in_size: int = 32) -> VGG:
     linear(512→num_classes).
     """
     if in_size not in (32, 64):
-        raise ValueError(f"in_size must be 32 or 64, got {in_size}")
+        raise ArgumentError(f"in_size must be 32 or 64, got {in_size}")
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise ArgumentError(f"num_classes must be >= 1, got {num_classes}")
     features = _vgg_features(VGG16_CFG, 3, bn_after_relu=False)
     side = in_size // 32
     classifier = nn.Sequential(

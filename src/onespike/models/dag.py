@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from onespike.errors import ArgumentError
+
 __all__ = [
     "BasicBlock",
     "DenseBlock",
@@ -107,11 +109,11 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(layers) != len(widths) or not layers:
-            raise ValueError(f"layers {list(layers)} and widths {list(widths)} must match")
+            raise ArgumentError(f"layers {list(layers)} and widths {list(widths)} must match")
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise ArgumentError(f"num_classes must be >= 1, got {num_classes}")
         if stem_kernel not in (3, 7):
-            raise ValueError(f"stem_kernel must be 3 or 7, got {stem_kernel}")
+            raise ArgumentError(f"stem_kernel must be 3 or 7, got {stem_kernel}")
         self.inplanes = stem_width if stem_width is not None else widths[0]
         stride, pad = (1, 1) if stem_kernel == 3 else (2, 3)
         self.conv1 = nn.Conv2d(
@@ -258,7 +260,7 @@ class DenseNet(nn.Module):
     ) -> None:
         super().__init__()
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise ArgumentError(f"num_classes must be >= 1, got {num_classes}")
         feats = nn.Sequential()
         feats.add_module("conv0", nn.Conv2d(in_channels, num_init_features, 3, padding=1,
                                             bias=False))

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from onespike.errors import ArgumentError, MissingFileError
 from onespike.models.registry import get_model
 
 __all__ = ["PRETRAINED_DIR", "PRETRAINED_NAMES", "load_pretrained", "pretrained_info"]
@@ -29,7 +30,7 @@ PRETRAINED_NAMES: tuple[str, ...] = (
 def _path(name: str) -> Path:
     key = name.strip().lower().replace("-", "_")
     if key not in PRETRAINED_NAMES:
-        raise ValueError(
+        raise ArgumentError(
             f"no pretrained weights for {name!r}; available: {', '.join(PRETRAINED_NAMES)}"
         )
     return PRETRAINED_DIR / f"{key}.safetensors"
@@ -46,7 +47,7 @@ def load_pretrained(name: str) -> nn.Module:
 
     path = _path(name)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"pretrained weights {path} are missing; reinstall onespike or retrain with "
             f"`python scripts/train.py --model {path.stem} --out {path}`"
         )
@@ -60,5 +61,5 @@ def pretrained_info(name: str) -> dict[str, Any]:
     path = _path(name)
     meta = path.with_name(path.name + ".json")
     if not meta.is_file():
-        raise FileNotFoundError(f"training record {meta} is missing")
+        raise MissingFileError(f"training record {meta} is missing")
     return json.loads(meta.read_text())

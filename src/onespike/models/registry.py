@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from onespike.errors import ArgumentError
 from onespike.models.architectures import (
     digits_cnn,
     lenet5_fmnist,
@@ -43,7 +44,7 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     try:
         factory = _FACTORIES[key]
     except KeyError:
-        raise ValueError(
+        raise ArgumentError(
             f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}"
         ) from None
     return factory(**kwargs)

@@ -2,7 +2,7 @@
 
 File format (``format_version`` 2)
 ----------------------------------
-A ``.onespike`` file is a plain `safetensors <https://github.com/huggingface/safetensors>`_
+A ``.onespike`` file is a plain safetensors
 file:
 
 * **tensors**: the network's ``state_dict()`` — ``input_low``, ``input_high`` and every
@@ -62,7 +62,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from onespike.errors import FormatError
+from onespike.errors import ArgumentError, ArgumentTypeError, FormatError, MissingFileError
 from onespike.network.population import EdgeSpec, Population, describe_route
 from onespike.network.snn import SpikingNetwork, check_normalization
 from onespike.simulation.neurons import NEURON_MODELS
@@ -100,7 +100,7 @@ def _raw(t: Tensor) -> bytes:
 # -- saving ---------------------------------------------------------------------------------
 def _route_to_json(r: Route) -> dict[str, Any]:
     if not isinstance(r, (MaxPoolRoute, ReshapeRoute, SliceRoute)):
-        raise TypeError(f"cannot save route of type {type(r).__name__}")
+        raise ArgumentTypeError(f"cannot save route of type {type(r).__name__}")
     return describe_route(r)
 
 
@@ -156,7 +156,7 @@ def _safetensors_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> 
     for name in sorted(tensors):
         t = tensors[name]
         if t.dtype not in _ST_DTYPES:
-            raise TypeError(f"cannot save tensor {name!r} of dtype {_dtype_name(t.dtype)}")
+            raise ArgumentTypeError(f"cannot save tensor {name!r} of dtype {_dtype_name(t.dtype)}")
         raw = _raw(t)
         header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
                         "data_offsets": [offset, offset + len(raw)]}
@@ -174,7 +174,7 @@ def save(snn: SpikingNetwork, path: str | os.PathLike[str]) -> Path:
     byte-identical for identical networks. ``meta`` values that are not JSON types are stored
     as their ``str()``. Returns the path."""
     if not isinstance(snn, SpikingNetwork):
-        raise TypeError(f"save() needs a SpikingNetwork, got {type(snn).__name__}")
+        raise ArgumentTypeError(f"save() needs a SpikingNetwork, got {type(snn).__name__}")
     path = Path(path)
     tensors = _tensors_of(snn)
     text = json.dumps(_describe(snn, tensors), default=str, sort_keys=True)
@@ -286,56 +286,56 @@ class _Reader:
 def _int_tuple(v: Any) -> tuple[int, ...]:
     if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool)
                                           for i in v):
-        raise ValueError(f"expected a list of integers, got {v!r}")
+        raise ArgumentError(f"expected a list of integers, got {v!r}")
     return tuple(v)
 
 
 def _slices(v: Any) -> tuple[tuple[int, int, int], ...]:
     if not isinstance(v, list):
-        raise ValueError(f"slice route: expected a list of [start, stop, step], got {v!r}")
+        raise ArgumentError(f"slice route: expected a list of [start, stop, step], got {v!r}")
     out = []
     for s in v:
         if (not isinstance(s, list) or len(s) != 3
                 or not all(i is None or (isinstance(i, int) and not isinstance(i, bool))
                            for i in s)):
-            raise ValueError(f"slice route: expected [start, stop, step], got {s!r}")
+            raise ArgumentError(f"slice route: expected [start, stop, step], got {s!r}")
         out.append(tuple(s))
     return tuple(out)
 
 
 def _route_from_json(d: dict[str, Any], sign: Tensor | None) -> Route:
     if not isinstance(d, dict):
-        raise ValueError(f"a route must be a JSON object, got {d!r}")
+        raise ArgumentError(f"a route must be a JSON object, got {d!r}")
     kind = d["type"]
     if kind not in _ROUTE_TYPES:
-        raise ValueError(f"unknown route type {kind!r} (known: {', '.join(_ROUTE_TYPES)})")
+        raise ArgumentError(f"unknown route type {kind!r} (known: {', '.join(_ROUTE_TYPES)})")
     if kind != "maxpool" and sign is not None:
-        raise ValueError(f"a {kind} route has a sign tensor")
+        raise ArgumentError(f"a {kind} route has a sign tensor")
     if kind == "reshape":
         in_shape, out_shape = _int_tuple(d["in_shape"]), _int_tuple(d["out_shape"])
         if math.prod(in_shape) != math.prod(out_shape):
-            raise ValueError(f"reshape route {list(in_shape)} -> {list(out_shape)} changes "
-                             "the number of elements")
+            raise ArgumentError(f"reshape route {list(in_shape)} -> {list(out_shape)} changes "
+                                "the number of elements")
         return ReshapeRoute(in_shape, out_shape, str(d.get("source", "")))
     if kind == "slice":
         r = SliceRoute(_slices(d["slices"]), _int_tuple(d["in_shape"]),
                        _int_tuple(d["out_shape"]), str(d.get("source", "")))
         if len(r.slices) > len(r.in_shape):
-            raise ValueError(f"slice route has {len(r.slices)} slices for a "
-                             f"{len(r.in_shape)}-d input")
+            raise ArgumentError(f"slice route has {len(r.slices)} slices for a "
+                                f"{len(r.in_shape)}-d input")
         got = tuple(r(torch.empty(1, *r.in_shape, device="meta")).shape[1:])
         if got != r.out_shape:
-            raise ValueError(f"slice route gives shape {list(got)}, not its out_shape "
-                             f"{list(r.out_shape)}")
+            raise ArgumentError(f"slice route gives shape {list(got)}, not its out_shape "
+                                f"{list(r.out_shape)}")
         return r
     if bool(d["signed"]) != (sign is not None):
-        raise ValueError("max pool sign tensor does not match its 'signed' flag")
+        raise ArgumentError("max pool sign tensor does not match its 'signed' flag")
     in_shape = _int_tuple(d["in_shape"])
     if sign is not None and (sign.dim() != 1 or not in_shape or sign.shape[0] != in_shape[0]):
-        raise ValueError(f"max pool sign of shape {list(sign.shape)} does not match its "
-                         f"input {list(in_shape)}")
+        raise ArgumentError(f"max pool sign of shape {list(sign.shape)} does not match its "
+                            f"input {list(in_shape)}")
     if int(d["dims"]) not in (1, 2):
-        raise ValueError(f"max pool over {d['dims']!r} dimensions")
+        raise ArgumentError(f"max pool over {d['dims']!r} dimensions")
     return MaxPoolRoute(int(d["dims"]), _int_tuple(d["kernel"]), _int_tuple(d["stride"]),
                         _int_tuple(d["padding"]), _int_tuple(d["dilation"]),
                         bool(d["ceil_mode"]), in_shape, _int_tuple(d["out_shape"]), sign,
@@ -344,7 +344,7 @@ def _route_from_json(d: dict[str, Any], sign: Tensor | None) -> Route:
 
 def _float(v: Any, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{what} must be a finite number, got {v!r}")
+        raise ArgumentError(f"{what} must be a finite number, got {v!r}")
     return float(v)
 
 
@@ -355,12 +355,12 @@ def _check_edge(where: str, e: EdgeSpec, weight: Tensor, out_shape: tuple[int, .
     shape = source_shape
     for j, r in enumerate(e.routes):
         if tuple(r.in_shape) != shape:
-            raise ValueError(f"{where}: route {j} expects input {list(r.in_shape)}, gets "
-                             f"{list(shape)} (from {e.source!r})")
+            raise ArgumentError(f"{where}: route {j} expects input {list(r.in_shape)}, gets "
+                                f"{list(shape)} (from {e.source!r})")
         shape = tuple(r.out_shape)
     if shape != e.in_shape:
-        raise ValueError(f"{where}: in_shape {list(e.in_shape)} does not match the routed "
-                         f"source shape {list(shape)} (from {e.source!r})")
+        raise ArgumentError(f"{where}: in_shape {list(e.in_shape)} does not match the routed "
+                            f"source shape {list(shape)} (from {e.source!r})")
     in_shape = e.in_shape
     if e.kind == "linear":
         ok = weight.dim() == 2 and tuple(weight.shape) == (math.prod(out_shape),
@@ -373,10 +373,10 @@ def _check_edge(where: str, e: EdgeSpec, weight: Tensor, out_shape: tuple[int, .
               and weight.shape[1] * e.groups == in_shape[0]
               and len(e.stride) == len(e.dilation) == dims and len(e.pad) in (dims, 2 * dims))
     else:
-        raise ValueError(f"{where}: unknown kind {e.kind!r}")
+        raise ArgumentError(f"{where}: unknown kind {e.kind!r}")
     if not ok:
-        raise ValueError(f"{where}: weight shape {list(weight.shape)} does not match a "
-                         f"{e.kind} edge {list(in_shape)} -> {list(out_shape)}")
+        raise ArgumentError(f"{where}: weight shape {list(weight.shape)} does not match a "
+                            f"{e.kind} edge {list(in_shape)} -> {list(out_shape)}")
 
 
 def _edge_from_json(d: dict[str, Any], routes: list[Route]) -> EdgeSpec:
@@ -408,7 +408,7 @@ def _v1_as_v2(doc: dict[str, Any], tensors: dict[str, Tensor]
     previous = "input"
     for d in doc["layers"]:
         if not isinstance(d, dict):
-            raise ValueError(f"a layer must be a JSON object, got {d!r}")
+            raise ArgumentError(f"a layer must be a JSON object, got {d!r}")
         edge = {k: d[k] for k in ("kind", "in_shape", "dims", "stride", "pad", "dilation",
                                   "groups", "routes")}
         edge.update(source=previous, delay=0.0, origin="")
@@ -426,39 +426,39 @@ def _v1_as_v2(doc: dict[str, Any], tensors: dict[str, Tensor]
 def _build_population(i: int, d: dict[str, Any], tensors: dict[str, Tensor],
                       shapes: dict[str, tuple[int, ...]]) -> Population:
     if not isinstance(d, dict):
-        raise ValueError(f"population {i} must be a JSON object, got {d!r}")
+        raise ArgumentError(f"population {i} must be a JSON object, got {d!r}")
     prefix = f"layers.{i}."
     name = str(d["name"])
     where = f"population {i} ({name!r})"
     if name in shapes:
-        raise ValueError(f"{where}: the name is used twice (or is 'input')")
+        raise ArgumentError(f"{where}: the name is used twice (or is 'input')")
     out_shape = _int_tuple(d["out_shape"])
     bias = tensors.get(prefix + "bias")
     if bias is None:
-        raise ValueError(f"{where}: no bias tensor {prefix}bias")
+        raise ArgumentError(f"{where}: no bias tensor {prefix}bias")
     if tuple(bias.shape) != out_shape:
-        raise ValueError(f"{where}: bias shape {list(bias.shape)} does not match out_shape "
-                         f"{list(out_shape)}")
+        raise ArgumentError(f"{where}: bias shape {list(bias.shape)} does not match out_shape "
+                            f"{list(out_shape)}")
     if not isinstance(d["edges"], list) or not d["edges"]:
-        raise ValueError(f"{where}: no incoming edges")
+        raise ArgumentError(f"{where}: no incoming edges")
     edges, weights = [], []
     for k, ed in enumerate(d["edges"]):
         if not isinstance(ed, dict):
-            raise ValueError(f"{where}: edge {k} must be a JSON object, got {ed!r}")
+            raise ArgumentError(f"{where}: edge {k} must be a JSON object, got {ed!r}")
         ew = f"{where}, edge {k}"
         if not isinstance(ed["routes"], list):
-            raise ValueError(f"{ew}: routes must be a list")
+            raise ArgumentError(f"{ew}: routes must be a list")
         routes = [_route_from_json(r, tensors.get(f"{prefix}edge{k}_route{j}_sign"))
                   for j, r in enumerate(ed["routes"])]
         e = _edge_from_json(ed, routes)
         if e.source not in shapes:
-            raise ValueError(f"{ew}: source {e.source!r} is neither 'input' nor an earlier "
-                             "population")
+            raise ArgumentError(f"{ew}: source {e.source!r} is neither 'input' nor an earlier "
+                                "population")
         if e.delay < 0:
-            raise ValueError(f"{ew}: negative delay {e.delay!r}")
+            raise ArgumentError(f"{ew}: negative delay {e.delay!r}")
         weight = tensors.get(f"{prefix}edge{k}_weight")
         if weight is None:
-            raise ValueError(f"{ew}: no weight tensor {prefix}edge{k}_weight")
+            raise ArgumentError(f"{ew}: no weight tensor {prefix}edge{k}_weight")
         _check_edge(ew, e, weight, out_shape, shapes[e.source])
         edges.append(e)
         weights.append(weight)
@@ -476,16 +476,16 @@ def _build_population(i: int, d: dict[str, Any], tensors: dict[str, Tensor],
 
 def _build(doc: dict[str, Any], tensors: dict[str, Tensor]) -> SpikingNetwork:
     if doc["neuron"] not in NEURON_MODELS:
-        raise ValueError(f"unknown neuron model {doc['neuron']!r}")
+        raise ArgumentError(f"unknown neuron model {doc['neuron']!r}")
     dtype = _DTYPES.get(doc["dtype"])
     if dtype is None or not dtype.is_floating_point:
-        raise ValueError(f"unknown dtype {doc['dtype']!r}")
+        raise ArgumentError(f"unknown dtype {doc['dtype']!r}")
     for name, t in tensors.items():
         if t.is_floating_point() and t.dtype != dtype:
-            raise ValueError(f"tensor {name!r} is {_dtype_name(t.dtype)}, the network "
-                             f"{doc['dtype']}")
+            raise ArgumentError(f"tensor {name!r} is {_dtype_name(t.dtype)}, the network "
+                                f"{doc['dtype']}")
     if not isinstance(doc["layers"], list):
-        raise ValueError("'layers' must be a list")
+        raise ArgumentError("'layers' must be a list")
     descriptions = doc["layers"]
     if doc["format_version"] == 1:
         descriptions, tensors = _v1_as_v2(doc, tensors)
@@ -493,16 +493,16 @@ def _build(doc: dict[str, Any], tensors: dict[str, Tensor]) -> SpikingNetwork:
     shapes: dict[str, tuple[int, ...]] = {"input": input_shape}
     layers = [_build_population(i, d, tensors, shapes) for i, d in enumerate(descriptions)]
     if not layers or not layers[-1].readout or any(p.readout for p in layers[:-1]):
-        raise ValueError("the last population (and only it) must be the readout")
+        raise ArgumentError("the last population (and only it) must be the readout")
     if not isinstance(doc["output_routes"], list):
-        raise ValueError("'output_routes' must be a list")
+        raise ArgumentError("'output_routes' must be a list")
     out_routes = [_route_from_json(r, tensors.get(f"output_routes.{j}.sign"))
                   for j, r in enumerate(doc["output_routes"])]
     shape = layers[-1].out_shape
     for j, r in enumerate(out_routes):
         if tuple(r.in_shape) != shape:
-            raise ValueError(f"output route {j} expects input {list(r.in_shape)}, gets "
-                             f"{list(shape)}")
+            raise ArgumentError(f"output route {j} expects input {list(r.in_shape)}, gets "
+                                f"{list(shape)}")
         shape = tuple(r.out_shape)
     meta = doc.get("meta") or {}
     norm = doc.get("normalization")
@@ -510,11 +510,11 @@ def _build(doc: dict[str, Any], tensors: dict[str, Tensor]) -> SpikingNetwork:
         norm = meta["normalize"]  # written by the CLI before the field existed
     if norm is not None:
         if not (isinstance(norm, dict) and "mean" in norm and "std" in norm):
-            raise ValueError("'normalization' must be {'mean': …, 'std': …}")
+            raise ArgumentError("'normalization' must be {'mean': …, 'std': …}")
         try:
             norm = check_normalization(norm["mean"], norm["std"])
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"invalid 'normalization': {exc}") from None
+            raise ArgumentError(f"invalid 'normalization': {exc}") from None
     snn = SpikingNetwork(
         layers, input_shape=input_shape, input_low=tensors["input_low"],
         input_high=tensors["input_high"], output_routes=out_routes, neuron=doc["neuron"],
@@ -526,7 +526,7 @@ def _build(doc: dict[str, Any], tensors: dict[str, Tensor]) -> SpikingNetwork:
                                      if isinstance(r, MaxPoolRoute) and r.sign is not None}
     unused = sorted(set(tensors) - known)
     if unused:
-        raise ValueError(f"tensor(s) not used by the network: {', '.join(unused[:5])}")
+        raise ArgumentError(f"tensor(s) not used by the network: {', '.join(unused[:5])}")
     return snn
 
 
@@ -546,7 +546,7 @@ def load(path: str | os.PathLike[str], device: str | torch.device | None = None
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     reader = _Reader(path)
     if path.is_dir():
         raise reader.fail("is a directory, not a .onespike file")

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from onespike.errors import ArgumentError, UnavailableAttributeError
 from onespike.simulation.affine import Affine
 from onespike.simulation.neurons import NEURON_MODELS, NeuronModel, get_neuron
 from onespike.simulation.routing import MaxPoolRoute, Route, SliceRoute
@@ -95,9 +96,9 @@ class Population(nn.Module):
     ) -> None:
         super().__init__()
         if neuron not in NEURON_MODELS:
-            raise ValueError(f"neuron must be one of {NEURON_MODELS}, got {neuron!r}")
+            raise ArgumentError(f"neuron must be one of {NEURON_MODELS}, got {neuron!r}")
         if len(edges) != len(weights) or not edges:
-            raise ValueError(f"population {name}: one weight tensor per edge is needed")
+            raise ArgumentError(f"population {name}: one weight tensor per edge is needed")
         self.name = name
         self.source = source
         self.neuron = neuron
@@ -182,8 +183,9 @@ class Population(nn.Module):
     # -- single-edge views (chains) ------------------------------------------------------------
     def _only_edge(self) -> int:
         if len(self.edges) != 1:
-            raise AttributeError(f"population {self.name} has {len(self.edges)} edges; use "
-                                 "edge_affine(i) / synapses")
+            raise UnavailableAttributeError(
+                f"population {self.name} has {len(self.edges)} edges; use edge_affine(i) / "
+                "synapses")
         return 0
 
     @property

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 import torch
 from torch import Tensor, nn
 
-from onespike.errors import InputRangeError
+from onespike.errors import ArgumentError, ArgumentTypeError, InputRangeError, NotFoundError
 from onespike.network.population import Population
 from onespike.simulation.driver import ENGINES, SimulationResult, run_simulation
 from onespike.simulation.perturb import Perturbation
@@ -38,8 +38,8 @@ def check_normalization(mean: Any, std: Any) -> tuple[list[float], list[float]]:
     s = [float(v) for v in (std if isinstance(std, (list, tuple)) else [std])]
     if not m or not s or any(not v > 0 or v != v or v == float("inf") for v in s) or any(
             v != v or abs(v) == float("inf") for v in m):
-        raise ValueError(f"normalization needs finite means and positive finite stds, got "
-                         f"mean={mean!r}, std={std!r}")
+        raise ArgumentError(f"normalization needs finite means and positive finite stds, got "
+                            f"mean={mean!r}, std={std!r}")
     return m, s
 
 
@@ -120,8 +120,8 @@ class SpikingNetwork(nn.Module):
         for p in self.layers:
             if p.name == name:
                 return p
-        raise KeyError(f"no population {name!r}; populations: "
-                       f"{', '.join(p.name for p in self.layers)}")
+        raise NotFoundError(f"no population {name!r}; populations: "
+                            f"{', '.join(p.name for p in self.layers)}")
 
     @property
     def latency(self) -> float:
@@ -163,9 +163,9 @@ class SpikingNetwork(nn.Module):
         Raises ``ValueError`` for NaN/inf or a wrong shape and :class:`InputRangeError` for
         values outside the declared range (unless ``clip``)."""
         if not isinstance(x, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(
+            raise ArgumentError(
                 f"{name} has shape {tuple(x.shape)}; the network expects (batch, "
                 f"{', '.join(map(str, self.input_shape))})"
             )
@@ -174,7 +174,7 @@ class SpikingNetwork(nn.Module):
             x = x.to(self.dtype)
         bad = ~torch.isfinite(x)
         if bool(bad.any()):
-            raise ValueError(
+            raise ArgumentError(
                 f"{name} contains {int(bad.sum())} NaN/inf value(s) (first at index "
                 f"{tuple(int(i) for i in bad.nonzero()[0])}); clean the data before "
                 "simulating"
@@ -194,7 +194,10 @@ class SpikingNetwork(nn.Module):
                     f"{float(high):.{d}g}] at the widest; normalised min {lo:.10g}, max "
                     f"{hi:.10g}, tolerance {tol:.3g} for {str(in_dtype).replace('torch.', '')} "
                     "inputs). Pass clip=True to clip inputs to the range, or convert "
-                    "with a wider input_range"
+                    "with a wider input_range",
+                    tensor=name, observed=(float(x.min()), float(x.max())),
+                    declared=(float(low), float(high)), normalised=(lo, hi), tolerance=tol,
+                    dtype=in_dtype,
                 )
         return xhat.clamp(0.0, 1.0)
 
@@ -228,7 +231,7 @@ class SpikingNetwork(nn.Module):
         spike-time quantisation) applied inside the dynamics (event engine).
         """
         if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+            raise ArgumentError(f"engine must be one of {ENGINES}, got {engine!r}")
         extras: dict[str, object] = {}
         if engine == "clock":
             from onespike.simulation.engines.clock import ClockEngine
@@ -237,11 +240,11 @@ class SpikingNetwork(nn.Module):
             extras = eng.extras()
         else:
             if engine_options:
-                raise TypeError(f"unexpected options for engine {engine!r}: "
-                                f"{sorted(engine_options)}")
+                raise ArgumentTypeError(f"unexpected options for engine {engine!r}: "
+                                        f"{sorted(engine_options)}")
             if perturbation is not None and perturbation.active and engine != "event":
-                raise ValueError("perturbations are simulated by the event (or clock) engine "
-                                 "only")
+                raise ArgumentError("perturbations are simulated by the event (or clock) engine "
+                                    "only")
             from onespike.simulation.engines import ClosedEngine, EventEngine
 
             eng = EventEngine(certify) if engine == "event" else ClosedEngine(certify)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from onespike.errors import ArgumentError
 from onespike.simulation.certificate import Certificate
 from onespike.simulation.engines.step import PopulationStep
 from onespike.simulation.perturb import Perturbation
@@ -137,13 +138,13 @@ def run_simulation(
         chunk_size = auto_chunk_size(network, record, network.dtype, network.device,
                                      max_memory)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        raise ArgumentError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     perturb = perturbation is not None and perturbation.active
     gains: dict[str, Tensor | None] = {}
     if perturb:
         assert perturbation is not None
         if perturbation.alpha_noise > 0 and not network.layers[0].model.has_alpha:
-            raise ValueError("alpha noise applies to model A (neuron='alpha') only")
+            raise ArgumentError("alpha noise applies to model A (neuron='alpha') only")
         gen = perturbation.generator(network.device)
         for pop in network.hidden_layers:
             gains[pop.name] = perturbation.alpha_gain(pop.out_shape, gen, network.dtype,

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from onespike.errors import ArgumentError
+
 __all__ = ["Perturbation"]
 
 
@@ -36,9 +38,9 @@ class Perturbation:
 
     def __post_init__(self) -> None:
         if self.jitter < 0 or self.alpha_noise < 0:
-            raise ValueError("jitter and alpha_noise must be >= 0")
+            raise ArgumentError("jitter and alpha_noise must be >= 0")
         if self.time_bits is not None and self.time_bits < 1:
-            raise ValueError("time_bits must be >= 1")
+            raise ArgumentError("time_bits must be >= 1")
 
     @property
     def active(self) -> bool:

@@ -46,13 +46,12 @@ the ``if __name__ == "__main__":`` guard.
 The package, by role: :mod:`~onespike.apps.bench.models` (the models and their inputs),
 :mod:`~onespike.apps.bench.measure` (runners, peak memory, timing, error and certificate
 statistics), :mod:`~onespike.apps.bench.orchestrate` (:func:`run_benchmark`: the run, in
-order), :mod:`~onespike.apps.bench.report` (the markdown tables) and
-:mod:`~onespike.apps.bench.command` (the click command). Imports run one way: each module
-imports only those before it in models, measure, report, orchestrate, command.
+order) and :mod:`~onespike.apps.bench.report` (the markdown tables); the command
+``onespike bench`` is :mod:`onespike.apps.cli.bench`, with the other commands. Imports run one
+way: each module imports only those before it in models, measure, report, orchestrate.
 """
 
 
-from onespike.apps.bench.command import bench_command, cli
 from onespike.apps.bench.measure import AGREEMENT_TOL, ENGINES
 from onespike.apps.bench.models import (
     BENCH_MODELS,
@@ -75,10 +74,8 @@ __all__ = [
     "ENGINES",
     "QUICK_MODELS",
     "BenchModel",
-    "bench_command",
     "bench_data",
     "build_model",
-    "cli",
     "randomise_batchnorm",
     "run_benchmark",
     "to_markdown",

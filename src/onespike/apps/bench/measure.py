@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from onespike.apps.bench.models import BENCH_MODELS, DTYPES, load_model
+from onespike.errors import ArgumentError
 
 if TYPE_CHECKING:  # ForkServerContext does not exist on Windows
     from multiprocessing.context import ForkServerContext, SpawnContext
@@ -68,7 +69,7 @@ def make_runner(engine: str, obj: Any, x: Tensor, *, clock_steps: int) -> Runner
     elif engine == "clock":
         name, options = "clock", {"steps": clock_steps}
     else:
-        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+        raise ArgumentError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
 
     def run_snn() -> tuple[Tensor, Any]:
         res = obj.simulate(x, engine=name, record=False, **options)
@@ -106,13 +107,12 @@ class PeakRSS:
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")
             hwm, rss = _status_kib("VmHWM"), _status_kib("VmRSS")
-            if hwm is None or rss is None:
-                raise OSError("no VmHWM")
+        except OSError:
+            hwm = rss = None
+        if hwm is not None and rss is not None:
             self.method = "VmHWM reset by /proc/self/clear_refs"
             self.base = rss * 1024
             return
-        except OSError:
-            pass
         self.method = "psutil RSS sampling every 2 ms"
         self.base = self._peak = proc.memory_info().rss
 

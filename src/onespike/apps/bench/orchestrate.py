@@ -43,6 +43,7 @@ from onespike.apps.bench.models import (
 )
 from onespike.apps.bench.report import scaling
 from onespike.conversion import convert
+from onespike.errors import ArgumentError
 from onespike.network import SpikingNetwork, save
 
 __all__ = ["git_info", "machine_info", "run_benchmark"]
@@ -120,11 +121,11 @@ def _parse_list(value: str | Sequence[Any], what: str, known: Sequence[str] | No
         [str(v) for v in value]
     items = [v for v in items if v]
     if not items:
-        raise ValueError(f"{what}: give at least one value")
+        raise ArgumentError(f"{what}: give at least one value")
     if known is not None:
         bad = [v for v in items if v not in known]
         if bad:
-            raise ValueError(f"{what}: unknown {', '.join(bad)}; known: {', '.join(known)}")
+            raise ArgumentError(f"{what}: unknown {', '.join(bad)}; known: {', '.join(known)}")
     return list(dict.fromkeys(items))
 
 
@@ -178,7 +179,7 @@ def _plan(*, models: Sequence[str] | str | None, batches: Sequence[int] | str | 
     batch_list = sorted({int(b) for b in _parse_list(batches or ([2] if quick else [1, 8, 64]),
                                                       "batches")})
     if batch_list[0] < 1:
-        raise ValueError("batches must be >= 1")
+        raise ArgumentError("batches must be >= 1")
     dtype_list = _parse_list(dtypes or list(DTYPES), "dtypes", list(DTYPES))
     engine_list = _parse_list(engines or list(ENGINES), "engines", list(ENGINES))
     if "relu" not in engine_list:
@@ -186,7 +187,7 @@ def _plan(*, models: Sequence[str] | str | None, batches: Sequence[int] | str | 
     engine_list = [e for e in ENGINES if e in engine_list]
     repeats = int(repeats if repeats is not None else (1 if quick else 5))
     if repeats < 1 or budget <= 0 or max_run <= 0 or clock_steps < 1:
-        raise ValueError("repeats, budget, max_run and clock_steps must be positive")
+        raise ArgumentError("repeats, budget, max_run and clock_steps must be positive")
     return _Plan(models=model_list, batches=batch_list, dtypes=dtype_list, engines=engine_list,
                  repeats=repeats, budget=budget, max_run=max_run, clock_steps=clock_steps,
                  calibration=calibration, threads=threads, memory=memory, quick=quick,

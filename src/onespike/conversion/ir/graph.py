@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from onespike.conversion.ir.nodes import InputNode, Node, OutputNode
-from onespike.errors import UnsupportedOperationError
+from onespike.errors import ArgumentError, UnsupportedOperationError
 
 __all__ = ["Graph"]
 
@@ -23,10 +23,10 @@ class Graph:
 
     def add(self, node: Node) -> Node:
         if node.name in self._by_name:
-            raise ValueError(f"duplicate node name {node.name!r}")
+            raise ArgumentError(f"duplicate node name {node.name!r}")
         for i in node.inputs:
             if i not in self._by_name:
-                raise ValueError(f"node {node.name!r} uses {i!r} before it is defined")
+                raise ArgumentError(f"node {node.name!r} uses {i!r} before it is defined")
         self.nodes.append(node)
         self._by_name[node.name] = node
         return node
@@ -48,9 +48,9 @@ class Graph:
         """Raise :class:`UnsupportedOperationError` for an operation whose result never reaches
         the output (it would be computed for nothing, or the model has a second output)."""
         if not self.nodes or not isinstance(self.nodes[0], InputNode):
-            raise ValueError("graph has no input node")
+            raise ArgumentError("graph has no input node")
         if not isinstance(self.nodes[-1], OutputNode):
-            raise ValueError("graph has no output node")
+            raise ArgumentError("graph has no output node")
         live = {self.nodes[-1].name}
         for node in reversed(self.nodes):
             if node.name in live:

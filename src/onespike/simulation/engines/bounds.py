@@ -1,7 +1,7 @@
 """Certificates: which model-A neurons provably fire at ``t_max − ReLU(z)``.
 
-For ``u = t_min(n) − t ∈ [0, B_in]`` and inputs ``x_j = t_min(n) − t_j ∈ [0, B_in]`` (design
-note §2)::
+For ``u = t_min(n) − t ∈ [0, B_in]`` and inputs ``x_j = t_min(n) − t_j ∈ [0, B_in]`` (docs/method.md
+§3)::
 
     V_i(t) − theta_i = G_i · f_i(u),
     f_i(u) = b_i + Σ_j W_ij (x_j − u)⁺ − (1 − S_i) u − B
@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from onespike.errors import ArgumentError
 from onespike.simulation.affine import Affine
 
 if TYPE_CHECKING:
@@ -230,14 +231,14 @@ def certify_grid(
     sigma = layer.S + lk
     pts = list(grid_points(xs, B_in) if grid is None else grid)
     if (any(not 0.0 < c < B_in or _f32(c) != c for c in pts) or pts != sorted(set(pts))):
-        raise ValueError("grid points must be float32 values increasing strictly inside "
-                         f"(0, B_in={B_in}): {pts}")
+        raise ArgumentError("grid points must be float32 values increasing strictly inside "
+                            f"(0, B_in={B_in}): {pts}")
     nonempty = [x for x in xs if x.numel()]
     x_max = max((float(x.max()) for x in nonempty), default=0.0)
     x_min = min((float(x.min()) for x in nonempty), default=0.0)
     if nonempty and (x_min < 0.0 or x_max > B_in * (1.0 + 2.0**-20)):
-        raise ValueError(f"certify_grid needs inputs in [0, B_in={B_in}] (inputs arriving after "
-                         f"t_min go to certify_late), got [{x_min}, {x_max}]")
+        raise ArgumentError(f"certify_grid needs inputs in [0, B_in={B_in}] (inputs arriving after "
+                            f"t_min go to certify_late), got [{x_min}, {x_max}]")
     # the proof covers [0, u_end] ⊇ [0, B_in] (float32 inputs clipped to B_in may exceed the
     # float64 B_in by a rounding)
     u_end = max(B_in, x_max)

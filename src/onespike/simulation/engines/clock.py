@@ -59,6 +59,7 @@ import psutil
 import torch
 from torch import Tensor
 
+from onespike.errors import ArgumentError, ArgumentTypeError
 from onespike.simulation.engines.step import PopulationStep
 
 if TYPE_CHECKING:
@@ -80,15 +81,15 @@ def _window_grid(t_min: float, t_max: float, ticks: int, dtype: torch.dtype,
 
 def _check_options(steps: int | None, dt: float | None) -> int | None:
     if steps is not None and dt is not None:
-        raise ValueError("give either steps= or dt=, not both")
+        raise ArgumentError("give either steps= or dt=, not both")
     if dt is not None:
         if not (isinstance(dt, (int, float)) and not isinstance(dt, bool)
                 and math.isfinite(dt) and dt > 0):
-            raise ValueError(f"dt must be a positive finite number, got {dt!r}")
+            raise ArgumentError(f"dt must be a positive finite number, got {dt!r}")
         return None
     steps = DEFAULT_STEPS if steps is None else steps
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        raise ArgumentError(f"steps must be a positive integer, got {steps!r}")
     return steps
 
 
@@ -145,8 +146,8 @@ class ClockEngine:
                  dt: float | None = None, max_memory: int | None = None,
                  **unexpected: Any) -> None:
         if unexpected:
-            raise TypeError(f"unexpected options for engine 'clock': {sorted(unexpected)} "
-                            "(it takes steps=, dt=)")
+            raise ArgumentTypeError(f"unexpected options for engine 'clock': {sorted(unexpected)} "
+                                    "(it takes steps=, dt=)")
         self.grids = clock_grids(network, steps=steps, dt=dt)
         dev = network.device
         if max_memory is None:

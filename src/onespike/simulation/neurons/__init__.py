@@ -9,6 +9,7 @@ form, event step, clock-driven current and membrane formula.
 
 from __future__ import annotations
 
+from onespike.errors import ArgumentError
 from onespike.simulation.neurons.alpha import AlphaNeuron
 from onespike.simulation.neurons.base import NeuronModel
 from onespike.simulation.neurons.constant_slope import ConstantSlopeNeuron
@@ -26,4 +27,4 @@ def get_neuron(name: str) -> NeuronModel:
     try:
         return _MODELS[name]
     except KeyError:
-        raise ValueError(f"neuron must be one of {NEURON_MODELS}, got {name!r}") from None
+        raise ArgumentError(f"neuron must be one of {NEURON_MODELS}, got {name!r}") from None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from onespike.errors import ArgumentError
 from onespike.simulation.neurons.base import NeuronModel
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class AlphaNeuron(NeuronModel):
     def _hidden_parameters(self, S: Tensor, b: Tensor, B: float, B_in: float,
                            name: str) -> dict[str, Tensor]:
         if bool((S >= 1).any()):
-            raise ValueError(f"population {name}: model A needs S < 1 (scaling step missing)")
+            raise ArgumentError(f"population {name}: model A needs S < 1 (scaling step missing)")
         alpha = torch.ones_like(b)
         G = alpha / (1 - S)
         return {"alpha": alpha, "G": G, "theta": alpha * B_in + G * (B - b)}
