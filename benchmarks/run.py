@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 try:
-    from onespike.apps.bench import bench_command
+    from onespike.apps.cli.bench import bench_command
 except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from onespike.apps.bench import bench_command
+    from onespike.apps.cli.bench import bench_command
 
 if __name__ == "__main__":  # the guard matters: measuring processes are started by forking
     bench_command(prog_name="benchmarks/run.py")

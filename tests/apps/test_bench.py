@@ -10,7 +10,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from onespike.apps.bench import AGREEMENT_TOL, ENGINES, bench_command, to_markdown
+from onespike.apps.bench import AGREEMENT_TOL, ENGINES, to_markdown
+from onespike.apps.cli.bench import bench_command
 
 
 @pytest.fixture(scope="module")

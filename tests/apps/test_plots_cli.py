@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from torch import nn
 
 import onespike
-from onespike.apps.plots_cli import plot, robustness
+from onespike.apps.cli.plot import plot
+from onespike.apps.cli.robustness import robustness
 from onespike.data import load_dataset
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -63,7 +64,7 @@ def test_robustness_command(saved: Path, tmp_path: Path) -> None:
 def test_usage_errors(saved: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(plot, ["raster", "--out", "x.png"])
-    assert res.exit_code != 0 and "exactly one of" in res.output
+    assert res.exit_code != 0 and "give --snn FILE, --model SPEC or --demo" in res.output
     res = runner.invoke(robustness, ["--knob", "jitter", "--values", "a,b", "--snn",
                                      str(saved)])
     assert res.exit_code != 0 and "numbers" in res.output

@@ -15,6 +15,8 @@ from tests.apps.cli.helpers import TINY, assert_one_line_error
 from tests.data.conftest import make_targz, write_cifar10
 
 import onespike
+import onespike.conversion
+import onespike.network
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -98,7 +100,7 @@ def test_dataset_without_root_is_a_usage_error(cli) -> None:
 # -- output paths -------------------------------------------------------------------------------
 def test_out_is_checked_before_converting(cli, tiny, tmp_path: Path, monkeypatch) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(onespike, "convert", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(onespike.conversion, "convert", lambda *a, **k: calls.append(1))
     base = ["convert", "--model", TINY, "--weights", tiny.safetensors, "--calibration",
             "digits"]
     folder = tmp_path / "folder"
@@ -147,7 +149,7 @@ def test_threads(cli, monkeypatch) -> None:
         seen.append(torch.get_num_threads())
         raise FileNotFoundError(2, "No such file or directory", str(path))
 
-    monkeypatch.setattr(onespike, "load", probe)
+    monkeypatch.setattr(onespike.network, "load", probe)
     before = torch.get_num_threads()
     assert cli("info", "x.onespike").code == 1
     assert cli("--threads", "2", "info", "x.onespike").code == 1

@@ -1,4 +1,5 @@
-"""The ``onespike bench`` command: its options, and writing the results (JSON, markdown)."""
+"""``onespike bench``: the benchmark harness (:mod:`onespike.apps.bench`) from the command
+line; its options, and writing the results (JSON, markdown)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import click
 from tqdm.auto import tqdm
 
 from onespike.apps.bench.measure import ENGINES
-from onespike.apps.bench.models import BENCH_MODELS, DEFAULT_MODELS
+from onespike.apps.bench.models import BENCH_MODELS, DEFAULT_MODELS, DTYPES
 from onespike.apps.bench.orchestrate import run_benchmark
 from onespike.apps.bench.report import to_markdown
+from onespike.apps.cli.resolve import progress_enabled
 
-__all__ = ["bench_command", "cli"]
+__all__ = ["bench", "bench_command"]
+
 
 
 @click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,7 +26,7 @@ __all__ = ["bench_command", "cli"]
                    f"{','.join(BENCH_MODELS)}].")
 @click.option("--batches", default=None, metavar="LIST", help="Batch sizes [default: 1,8,64].")
 @click.option("--dtypes", default=None, metavar="LIST",
-              help="float64 and/or float32 [default: both].")
+              help=f"{' and/or '.join(DTYPES)} [default: all].")
 @click.option("--engines", default=None, metavar="LIST",
               help=f"Engines [default: {','.join(ENGINES)}]; relu is always measured.")
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
@@ -35,10 +38,13 @@ __all__ = ["bench_command", "cli"]
               show_default=True, help="Skip configurations estimated to run longer (seconds).")
 @click.option("--clock-steps", type=click.IntRange(min=1), default=16, show_default=True,
               help="Ticks per window of the clock engine.")
-@click.option("--calib", "calibration", type=click.IntRange(min=1), default=None,
-              help="Calibration images for every model [default: 1000; 32 with --quick].")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="torch threads (1: robust on a shared machine; see the README).")
+@click.option("--calibration-samples", "--calib", "calibration", type=click.IntRange(min=1),
+              default=None, help="Calibration images for every model [default: each model's "
+              "own, 1000 for the real ones (the committed results; every model is converted at "
+              "each precision), 32 with --quick].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads of the measured runs [default: the global 'onespike "
+              "--threads', 1 unless set; 1 is robust on a shared machine, see the README].")
 @click.option("--no-memory", is_flag=True,
               help="Do not measure peak memory (no subprocesses).")
 @click.option("--quick", is_flag=True, help="Tiny configuration for tests (tiny MLP and CNN, "
@@ -48,19 +54,25 @@ __all__ = ["bench_command", "cli"]
               help="Write the results as JSON here.")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, writable=True),
               default=None, help="Also write the markdown tables here.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (also: 'onespike -q').")
 def bench_command(models: str | None, batches: str | None, dtypes: str | None,
                   engines: str | None, repeats: int | None, budget: float, max_run: float,
-                  clock_steps: int, calibration: int | None, threads: int,
+                  clock_steps: int, calibration: int | None, threads: int | None,
                   no_memory: bool, quick: bool, seed: int, out: str | None,
                   markdown_path: str | None, no_progress: bool) -> None:
     """Time and measure the memory of the engines against the ReLU forward."""
+    if threads is None:
+        ctx = click.get_current_context()
+        root = ctx.find_root()
+        threads = root.params.get("threads") if root is not ctx else None
+        threads = threads if isinstance(threads, int) and threads > 0 else 1
     try:
         results = run_benchmark(
             models=models, batches=batches, dtypes=dtypes, engines=engines, repeats=repeats,
             budget=budget, max_run=max_run, clock_steps=clock_steps, calibration=calibration,
             threads=threads, memory=not no_memory, quick=quick, seed=seed,
-            progress=not no_progress, log=lambda msg: tqdm.write(msg, file=sys.stderr),
+            progress=not no_progress and progress_enabled(True),
+            log=lambda msg: tqdm.write(msg, file=sys.stderr),
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -77,6 +89,5 @@ def bench_command(models: str | None, batches: str | None, dtypes: str | None,
                                    + "; ".join(results["checks"]["failures"][:3]))
 
 
-#: The name :data:`onespike.apps.cli.PLUGIN_COMMANDS` loads (``"bench":
-#: "onespike.apps.bench:cli"``).
-cli = bench_command
+#: The command as ``onespike`` registers it.
+bench = bench_command
