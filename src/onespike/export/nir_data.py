@@ -1,0 +1,3 @@
+"""placeholder"""
+def export_nir_data(*a, **k): raise NotImplementedError
+def read_nir_data(*a, **k): raise NotImplementedError
