@@ -17,6 +17,7 @@ from .errors import (
     UnsupportedModelError,
     UnsupportedOperationError,
 )
+from .export import export_nir
 from .io import load, save
 from .layers import NEURON_MODELS, SpikingLayer
 from .network import SpikingNetwork
@@ -40,6 +41,7 @@ __all__ = [
     "UnsupportedOperationError",
     "__version__",
     "convert",
+    "export_nir",
     "load",
     "save",
 ]

@@ -1,4 +1,5 @@
-"""The ``onespike`` command line: ``demo``, ``convert``, ``evaluate``, ``info``.
+"""The ``onespike`` command line: ``demo``, ``convert``, ``evaluate``, ``info`` (plus the
+plugins ``plot``, ``robustness``, ``bench``, ``export``).
 
 Every user error ends with one line ``error: …`` on stderr and a non-zero exit code (2 for
 command-line usage errors, 1 otherwise); ``--debug`` (or ``ONESPIKE_DEBUG=1``) shows the
@@ -32,6 +33,7 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "plot": "onespike.plots_cli:cli",
     "robustness": "onespike.plots_cli:robustness",
     "bench": "onespike.bench:cli",
+    "export": "onespike.export.cli:cli",
 }
 
 #: Torch threads of every command unless ``--threads`` / ``ONESPIKE_THREADS`` say otherwise.

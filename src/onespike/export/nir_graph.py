@@ -50,7 +50,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -438,5 +437,3 @@ def _graph_metadata(snn: SpikingNetwork, clock_times: list[float], horizon: floa
         "onespike.populations": json.dumps(pops),
     }
 
-
-PopulationFilter = Callable[["Population"], bool]

@@ -113,7 +113,7 @@ def _conv_gather(weight: Tensor, in_shape: tuple[int, ...], stride: tuple[int, i
                  ) -> tuple[_Gather, tuple[int, ...]]:
     """Gather lists of a 2-d cross-correlation (``weight``: (C_out, C_in/groups, kh, kw)) on
     ``in_shape = (C_in, H, W)``, padding entries dropped."""
-    c_in, h, w = in_shape
+    _, h, w = in_shape
     c_out, cg, kh, kw = weight.shape
     per = c_out // groups
     idx_parts, w_parts = [], []
@@ -195,7 +195,6 @@ class _Interpreter:
         out = []
         for t in terms:
             if t.idx is None:
-                idx, w = g.idx, g.w * (g.idx >= 0)
                 w = torch.where(g.idx >= 0, g.w, torch.zeros((), dtype=_DT))
                 idx = g.idx.clamp_min(0)
                 out.append(_Term(t.times, idx, w * t.w.reshape(-1)[idx], t.delay, t.order))
