@@ -15,10 +15,11 @@ The clock is carried by extra input channels (appended after the flattened image
 large current); ``clock[2]`` at ``t_start`` of the readout drives a relay neuron of the hidden
 population (it fires in the same step) that starts the readout's constant current. One hidden
 population only (more would need one relay per later clock). The readout spikes too: a
-model-A neuron with ``G = 1``, ``alpha = 1 − S`` and window ``readout_window`` fires at ``t_min(N) + readout_window − z``,
-so the first readout spike is the arg-max logit. Single spike: the consumer must reset to a
-very low potential (Norse: ``from_nir(..., reset_method=...)``, see
-``scripts/nir_consumer.py``); NIR's ``v_reset`` is set accordingly for consumers that honour it.
+model-A neuron with ``G = 1``, ``alpha = 1 − S`` and window ``readout_window`` fires at
+``t_min(N) + readout_window − z``, so the first readout spike is the arg-max logit.
+Single spike: the consumer must reset to a very low potential (Norse:
+``from_nir(..., reset_method=...)``, see ``scripts/nir_consumer.py``); NIR's ``v_reset`` is
+set accordingly for consumers that honour it.
 """
 
 from __future__ import annotations
@@ -144,8 +145,8 @@ def run_norse(exp: DiscreteExport, input_times: torch.Tensor, dt: float, *,
     ``input_times``: spike times of the image channels ``(B, input_size)`` (``inf``: none);
     a spike at ``t`` is delivered in step ``round(t/dt)``; with ``stop_at_decision`` the run
     ends in the step where every sample has a readout spike (the decision). Returns the
-    readout's first-spike step times ``(B, n_out)`` (``inf``: none), and the number of spikes of each hidden neuron
-    (relay excluded) ``(B, n_hidden)`` and of each readout neuron.
+    readout's first-spike step times ``(B, n_out)`` (``inf``: none), and the number of spikes
+    of each hidden neuron (relay excluded) ``(B, n_hidden)`` and of each readout neuron.
     """
     try:
         import norse.torch as norse_torch
