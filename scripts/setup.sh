@@ -10,6 +10,8 @@ fi
 stamp=.venv/.onespike-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev,nir]'
+    # the NIR consumer used by tests/test_nir_consumer.py and scripts/nir_consumer.py
+    .venv/bin/python -m pip install --quiet -c constraints.txt nirtorch norse --no-deps
     touch "$stamp"
 fi

@@ -20,6 +20,7 @@ working.
     ├── UnavailableAttributeError (AttributeError)  an attribute this object does not have
     ├── MissingFileError (FileNotFoundError)  a file onespike needs is not there
     ├── MissingDependencyError (ImportError)  an optional package is not installed
+    │   └── NirNotInstalledError             the ``nir`` extra (``onespike[nir]``)
     ├── UnsupportedOperationError           an operation the exact mapping cannot represent
     ├── UnsupportedModelError (ValueError)  the model as a whole does not fit the mapping
     ├── CalibrationError (ValueError)       calibration data empty, malformed or rejected
@@ -27,6 +28,7 @@ working.
     ├── FormatError (ValueError)            a saved network file is corrupted or unknown
     ├── ModelSpecError (ValueError)         a model spec (``--model``) cannot be loaded
     ├── RebuildError (ValueError)           a TorchScript / torch.export file cannot be rebuilt
+    ├── NirExportError                      something NIR cannot represent faithfully
     └── DatasetError
         ├── DatasetNotFoundError (FileNotFoundError)
         ├── DatasetFormatError (ValueError)  (UnsafePickleError below it)
@@ -51,6 +53,8 @@ __all__ = [
     "MissingDependencyError",
     "MissingFileError",
     "ModelSpecError",
+    "NirExportError",
+    "NirNotInstalledError",
     "NotFoundError",
     "OnespikeError",
     "OutOfRangeError",
@@ -151,6 +155,28 @@ class MissingFileError(OnespikeError, FileNotFoundError):
 class MissingDependencyError(OnespikeError, ImportError):
     """An optional package a feature needs is not installed (``package``); the message says
     how to install it."""
+
+
+class NirNotInstalledError(MissingDependencyError):
+    """The optional ``nir`` package (extra ``onespike[nir]``) is not installed; ``what``
+    needed it."""
+
+    def __init__(self, what: str = "NIR export") -> None:
+        super().__init__(f"{what} needs the optional package 'nir', which is not installed. "
+                         "Install it with: pip install 'onespike[nir]'  (or: pip install "
+                         "nir==1.0.8)", what=what, package="nir")
+
+
+class NirExportError(OnespikeError):
+    """The network holds something the NIR encoding cannot represent faithfully:
+    ``feature`` names it (e.g. ``"slice route"``), ``where`` the population and edge,
+    ``reason`` why, ``hint`` the way out."""
+
+    def __init__(self, feature: str, where: str, reason: str, hint: str = "") -> None:
+        msg = f"cannot export {feature} at {where} to NIR: {reason}"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg, feature=feature, where=where, reason=reason, hint=hint)
 
 
 class UnsupportedOperationError(OnespikeError):

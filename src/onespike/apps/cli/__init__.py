@@ -7,7 +7,8 @@
 * :mod:`~onespike.apps.cli.errors` — one line per failure, from the errors' attributes;
 * :mod:`~onespike.apps.cli.report` — tables and JSON;
 * one module per command: ``demo``, ``convert``, ``evaluate``, ``info``, ``plot``,
-  ``robustness`` (``bench``: :mod:`onespike.apps.bench`).
+  ``robustness``, ``bench`` (the harness: :mod:`onespike.apps.bench`), ``export`` (the
+  writers: :mod:`onespike.export`).
 """
 
 from onespike.apps.cli.app import DEFAULT_THREADS, OnespikeGroup, main

@@ -1,6 +1,7 @@
 """The ``onespike`` command group: global options (``--debug``, ``-q``, ``--threads``), the
 error mapping (one ``error:`` line, :mod:`onespike.apps.cli.errors`) and the commands
-(``demo``, ``convert``, ``evaluate``, ``info``, ``plot``, ``robustness``, ``bench``), each in a
+(``demo``, ``convert``, ``evaluate``, ``info``, ``plot``, ``robustness``, ``bench``,
+``export``), each in a
 module of its own that takes its shared options from :mod:`onespike.apps.cli.options` and
 resolves them with :mod:`onespike.apps.cli.resolve`.
 
@@ -27,6 +28,7 @@ from onespike.apps.cli.convert import convert
 from onespike.apps.cli.demo import demo
 from onespike.apps.cli.errors import describe_error, one_line
 from onespike.apps.cli.evaluate import evaluate
+from onespike.apps.cli.export import export
 from onespike.apps.cli.info import info
 from onespike.apps.cli.plot import plot
 from onespike.apps.cli.robustness import robustness
@@ -117,5 +119,5 @@ def _set_threads(ctx: click.Context, threads: int) -> None:
     ctx.call_on_close(lambda: torch.set_num_threads(old))
 
 
-for _command in (demo, convert, evaluate, info, plot, robustness, bench):
+for _command in (demo, convert, evaluate, info, plot, robustness, bench, export):
     main.add_command(_command)
