@@ -70,11 +70,56 @@ class Synapses:
         assert total is not None
         return total
 
+    def channel_closure(self, mask: Tensor) -> Tensor:
+        """The smallest superset of the output channels ``mask`` (boolean, (C,)) that holds
+        whole groups of every grouped edge: the channels :meth:`select` can keep."""
+        c = self.out_shape[0]
+        while True:
+            grown = mask
+            for a in self.affines:
+                if a.groups > 1:
+                    grown = grown.reshape(a.groups, c // a.groups).any(dim=1,
+                                                                        keepdim=True)
+                    grown = grown.expand(a.groups, c // a.groups).reshape(c)
+            if bool((grown == mask).all()):
+                return mask
+            mask = grown
+
+    def input_channels(self, channels: Tensor) -> list[Tensor | None]:
+        """Per edge, the input channels that output ``channels`` (a :meth:`channel_closure`)
+        read: ``None`` for an edge without groups (all of them)."""
+        out: list[Tensor | None] = []
+        c = self.out_shape[0]
+        for a in self.affines:
+            if a.groups == 1:
+                out.append(None)
+                continue
+            groups = torch.unique_consecutive(channels // (c // a.groups))
+            cg = int(a.weight.shape[1])
+            idx = groups[:, None] * cg + torch.arange(cg, device=channels.device)[None, :]
+            out.append(idx.reshape(-1))
+        return out
+
     def select(self, channels: Tensor) -> Synapses:
-        """The synapses of output channels ``channels`` only (groups = 1 edges)."""
+        """The synapses of output channels ``channels`` only (increasing, a
+        :meth:`channel_closure`). A grouped edge keeps the groups it touches and reads only
+        their input channels (:meth:`input_channels`; inputs are sliced by
+        :meth:`select_inputs`)."""
         n = int(channels.numel())
-        return Synapses([replace(a, weight=a.weight[channels],
-                                 out_shape=(n, *a.out_shape[1:])) for a in self.affines])
+        c = self.out_shape[0]
+        parts = []
+        for a, idx in zip(self.affines, self.input_channels(channels)):
+            sub = replace(a, weight=a.weight[channels], out_shape=(n, *a.out_shape[1:]))
+            if idx is not None:
+                sub = replace(sub, groups=n // (c // a.groups),
+                              in_shape=(int(idx.numel()), *a.in_shape[1:]))
+            parts.append(sub)
+        return Synapses(parts)
+
+    def select_inputs(self, channels: Tensor, xs: Sequence[Tensor]) -> list[Tensor]:
+        """Edge inputs ``xs`` as the :meth:`select`-ed synapses of ``channels`` read them."""
+        return [x if idx is None else x.index_select(1, idx)
+                for x, idx in zip(xs, self.input_channels(channels))]
 
     @property
     def groups_one(self) -> bool:
