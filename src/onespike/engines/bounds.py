@@ -59,6 +59,7 @@ __all__ = [
     "certify_model_a",
     "float32_is_ieee",
     "grid_points",
+    "grid_stages",
     "sum_dtype",
 ]
 
@@ -160,23 +161,40 @@ def grid_points(x: Tensor | Sequence[Tensor], B_in: float,
     ``x`` (a fixed subsample of at most 16,384 entries), rounded to float32, then the largest
     input (rounded up). Any points are correct; these make the bound tight where the inputs
     are."""
-    if not isinstance(x, Tensor):
-        x = torch.cat([t.reshape(-1) for t in x])
-    flat = x.reshape(-1)
-    n = flat.numel()
+    return grid_stages(x, B_in, [quantiles])[0]
+
+
+def grid_stages(x: Tensor | Sequence[Tensor], B_in: float,
+                stages: Sequence[Sequence[float]]) -> list[list[float]]:
+    """:func:`grid_points` for several sets of quantiles, from one subsample of ``x`` (the
+    edge inputs of a population are sampled in place, as if concatenated)."""
+    flats = [t.reshape(-1) for t in ([x] if isinstance(x, Tensor) else x)]
+    n = sum(f.numel() for f in flats)
+    if n == 0:
+        return [[] for _ in stages]
     if n > _GRID_SAMPLE:  # spread the sample over samples, channels and positions
-        idx = (torch.arange(_GRID_SAMPLE, device=x.device, dtype=torch.int64)
+        idx = (torch.arange(_GRID_SAMPLE, device=flats[0].device, dtype=torch.int64)
                * 2654435761) % n
-        flat = flat[idx]
-    pos = flat[flat > 0].to(torch.float64)
-    top = float(x.max())
+        parts, off = [], 0
+        for f in flats:  # the entries of the virtual concatenation, edge by edge
+            mine = idx[(idx >= off) & (idx < off + f.numel())]
+            parts.append(f[mine - off])
+            off += f.numel()
+        sample = torch.cat(parts)
+    else:
+        sample = torch.cat(flats)
+    pos = sample[sample > 0].to(torch.float64)
+    top = max(float(f.max()) for f in flats if f.numel())
     if pos.numel() == 0 or not top > 0.0:
-        return []
-    q = torch.quantile(pos, torch.tensor(list(quantiles), dtype=torch.float64,
-                                         device=pos.device))
+        return [[] for _ in stages]
     top32 = _f32(top, up=True)  # no input lies above it
-    pts = sorted({v for v in (_f32(c) for c in q.tolist()) if 0.0 < v < top32})
-    return [*pts, top32] if top32 < B_in else pts
+    out = []
+    for quantiles in stages:
+        q = torch.quantile(pos, torch.tensor(list(quantiles), dtype=torch.float64,
+                                             device=pos.device))
+        pts = sorted({v for v in (_f32(c) for c in q.tolist()) if 0.0 < v < top32})
+        out.append([*pts, top32] if top32 < B_in else pts)
+    return out
 
 
 def _f32(v: float, *, up: bool = False) -> float:
@@ -231,9 +249,10 @@ def certify_grid(
     if (any(not 0.0 < c < B_in or _f32(c) != c for c in pts) or pts != sorted(set(pts))):
         raise ValueError("grid points must be float32 values increasing strictly inside "
                          f"(0, B_in={B_in}): {pts}")
-    nonempty = [x for x in xs if x.numel()]
-    x_max = max((float(x.max()) for x in nonempty), default=0.0)
-    x_min = min((float(x.min()) for x in nonempty), default=0.0)
+    ranges = [torch.aminmax(x) for x in xs if x.numel()]
+    nonempty = bool(ranges)
+    x_max = max((float(r.max) for r in ranges), default=0.0)
+    x_min = min((float(r.min) for r in ranges), default=0.0)
     if nonempty and (x_min < 0.0 or x_max > B_in * (1.0 + 2.0**-20)):
         raise ValueError(f"certify_grid needs inputs in [0, B_in={B_in}] (inputs arriving after "
                          f"t_min go to certify_late), got [{x_min}, {x_max}]")

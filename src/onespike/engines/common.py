@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .bounds import GRID_QUANTILES, certify_drive, certify_grid, certify_model_a, grid_points
+from .bounds import GRID_QUANTILES, certify_drive, certify_grid, certify_model_a, grid_stages
 from .crossing import first_crossing_sorted
 from .step import PopulationStep
 
@@ -125,11 +125,10 @@ def model_a_step(
     if not late:
         missed = ok.numel() - int(ok.sum())
         if missed > GRID_MIN_FRACTION * ok.numel():
-            for quantiles in GRID_STAGES:
+            for grid in grid_stages(xs, layer.B_in, GRID_STAGES):
                 need = ~ok
                 if not bool(need.any()):
                     break
-                grid = grid_points(xs, layer.B_in, quantiles)
                 grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, grid=grid,
                                        need=need)
                 ok |= grid_ok if leak is None else grid_ok & (leak > 0)
