@@ -16,6 +16,7 @@ from tests.helpers.dag_nets import ZOO
 from tests.helpers.nets import random_cnn
 
 import onespike
+from onespike import synapses
 from onespike.affine import Affine
 from onespike.engines import bounds, common
 from onespike.population import Population
@@ -284,3 +285,24 @@ def test_event_engine_is_unchanged_by_the_form_and_stages_of_the_grid(seed, monk
                     assert res.certificate.early == ref.certificate.early
                     assert sum(res.certificate.checked) <= sum(ref.certificate.checked)
     assert early > 0  # some network really fires early
+
+
+@pytest.mark.parametrize("name", ["densenet", "inception", "resnet_basic"])
+def test_edges_with_few_live_rows_are_computed_on_those_rows(name: str) -> None:
+    """Concatenation edges (weights zero outside their block of output channels) are
+    convolved on their non-zero rows only: the sum equals the edge-by-edge sum of the full
+    maps (the skipped terms are exact zeros; a convolution over fewer rows may order its
+    fan-in sums differently, which every rounding bound allows)."""
+    snn, _ = converted(name, 0)
+    restricted = 0
+    for layer in snn.hidden_layers:
+        syn = layer.synapses
+        xs = stress_edges(layer, 3, 1, 1.0, torch.float64)
+        naive = syn.affines[0].linear(xs[0])
+        for a, x in zip(syn.affines[1:], xs[1:]):
+            naive = naive + a.linear(x)
+        torch.testing.assert_close(syn.linear(xs), naive, rtol=1e-13, atol=1e-13)
+        restricted += sum(synapses._live_rows(a, a.weight) is not None for a in syn.affines
+                          if len(syn.affines) > 1)
+    if name == "densenet":
+        assert restricted > 0  # the fast path is exercised

@@ -188,11 +188,13 @@ def grid_stages(x: Tensor | Sequence[Tensor], B_in: float,
     if pos.numel() == 0 or not top > 0.0:
         return [[] for _ in stages]
     top32 = _f32(top, up=True)  # no input lies above it
+    wanted = [float(q) for quantiles in stages for q in quantiles]
+    values = torch.quantile(pos, torch.tensor(wanted, dtype=torch.float64, device=pos.device)
+                            ).tolist() if wanted else []  # one sort for every stage
     out = []
     for quantiles in stages:
-        q = torch.quantile(pos, torch.tensor(list(quantiles), dtype=torch.float64,
-                                             device=pos.device))
-        pts = sorted({v for v in (_f32(c) for c in q.tolist()) if 0.0 < v < top32})
+        q, values = values[:len(quantiles)], values[len(quantiles):]
+        pts = sorted({v for v in (_f32(c) for c in q) if 0.0 < v < top32})
         out.append([*pts, top32] if top32 < B_in else pts)
     return out
 
