@@ -235,6 +235,7 @@ def test_event_engine_is_unchanged_by_the_grid_certificate(seed: int, monkeypatc
             x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
         snn = onespike.convert(model, x, progress=False)
         monkeypatch.setattr(common, "GRID_MIN_FRACTION", 0.0)
+        monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
         with_grid = snn.simulate(x)
         monkeypatch.setattr(common, "GRID_MIN_FRACTION", 2.0)
         without = snn.simulate(x)

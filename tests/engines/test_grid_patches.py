@@ -267,6 +267,7 @@ def test_event_engine_is_unchanged_by_the_form_and_stages_of_the_grid(seed, monk
         ref = snn.simulate(x)
         early += sum(ref.certificate.early)
         monkeypatch.setattr(common, "GRID_MIN_FRACTION", 0.0)
+        monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
         for cost in FORMS.values():
             for stages in (common.GRID_STAGES, (bounds.GRID_QUANTILES,)):
                 monkeypatch.setattr(bounds, "PATCH_COST", cost)

@@ -24,7 +24,10 @@ A neuron with ``f_i < 0`` on ``[0, B_in]`` does not fire before its window, so i
       max_[0, B_in] f_i  ≤  max_k f_i(c_k) + D_i,    D_i = Σ_j |W⁻_ij| T(x_j),
 
   with ``T`` the tent of the grid interval containing ``x_j``, ``f_i(c_k) = z_i − B − c_k +
-  Σ_j W_ij (c_k − x_j)⁺`` and ``f_i(B_in) = b_i − B − (1 − S_i) B_in``.
+  Σ_j W_ij (c_k − x_j)⁺`` and ``f_i(B_in) = b_i − B − (1 − S_i) B_in``. The sums are
+  convolutions over the output channels that hold a needed neuron, or — when the needed
+  neurons read few input patches — the same sums over their gathered patches (one matrix
+  product per map).
 * :func:`certify_late` — inputs arriving after ``t_min`` (perturbations such as jitter).
 
 Neurons that no certificate covers get the exact first-crossing walk

@@ -21,6 +21,9 @@ __all__ = ["exact_values", "model_a_step"]
 # runs (0: whenever it misses one; the grid bound then works on the input patches of the
 # missed neurons when they are few, so it is cheaper than their exact walk).
 GRID_MIN_FRACTION = 0.0
+# ... and the missed neurons' inputs (neurons × fan-in) must exceed this many: below it, their
+# exact walk (a few milliseconds) is cheaper than the grid bound's fixed costs.
+GRID_MIN_ELEMENTS = 1 << 16
 # The grid bound runs in stages, each on the neurons the previous ones left: a coarse grid
 # (the median of the inputs and their maximum: two convolutions and the tents) clears most
 # of them, the full grid (GRID_QUANTILES) nearly all the rest.
@@ -124,7 +127,8 @@ def model_a_step(
         ok = certify_model_a(layer, xs, late_ok=True) if late else certify_drive(layer, xs)
     if not late:
         missed = ok.numel() - int(ok.sum())
-        if missed > GRID_MIN_FRACTION * ok.numel():
+        if (missed > GRID_MIN_FRACTION * ok.numel()
+                and missed * layer.synapses.fan_in > GRID_MIN_ELEMENTS):
             for grid in grid_stages(xs, layer.B_in, GRID_STAGES):
                 need = ~ok
                 if not bool(need.any()):
