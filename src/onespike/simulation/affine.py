@@ -46,6 +46,10 @@ class Affine:
         if self.kind == "linear":
             out = x.reshape(x.shape[0], -1) @ w.T
             return out.reshape(x.shape[0], *self.out_shape)
+        if self.is_channel_scale:  # one product per output: exactly the convolution's value
+            view = (1, -1) + (1,) * self.dims
+            strided = x[(slice(None), slice(None), *(slice(None, None, s) for s in self.stride))]
+            return strided * w.reshape(view)
         sym = all(self.pad[2 * i] == self.pad[2 * i + 1] for i in range(self.dims))
         padding: tuple[int, ...] | int = tuple(self.pad[0::2]) if sym else 0
         if not sym:
@@ -55,6 +59,13 @@ class Affine:
             x = F.pad(x, torch_pad)
         conv = F.conv1d if self.dims == 1 else F.conv2d
         return conv(x, w, None, self.stride, padding, self.dilation, self.groups)
+
+    @property
+    def is_channel_scale(self) -> bool:
+        """A depthwise 1×1 convolution without padding (an identity shortcut after folding):
+        ``W x`` is ``x`` times one weight per channel (subsampled by the stride)."""
+        return (self.kind == "conv" and self.groups == self.in_shape[0] == self.out_shape[0]
+                and all(k == 1 for k in self.weight.shape[1:]) and not any(self.pad))
 
     def __call__(self, x: Tensor) -> Tensor:
         """``W x + b``."""

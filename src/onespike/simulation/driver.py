@@ -116,6 +116,11 @@ def auto_chunk_size(network: NetworkLike, record: bool, dtype: torch.dtype,
 
 def _nonfinite(v: Tensor, silent_ok: bool) -> int:
     """NaN entries, and infinities other than the silent ``−inf`` when ``silent_ok``."""
+    if v.numel() == 0:
+        return 0
+    lo, hi = torch.aminmax(v)  # one pass; NaN propagates, and fails both comparisons
+    if bool(hi < float("inf")) and (silent_ok or bool(lo > float("-inf"))):
+        return 0
     bad = torch.isnan(v) | (v == float("inf")) if silent_ok else ~torch.isfinite(v)
     return int(bad.sum()) if bool(bad.any()) else 0
 

@@ -43,11 +43,27 @@ class Synapses:
         return sum(a.fan_in for a in self.affines)
 
     def linear(self, xs: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> Tensor:
-        """``Σ_e W_e x_e`` (no bias); ``weights`` replace the ``W_e``."""
+        """``Σ_e W_e x_e`` (no bias); ``weights`` replace the ``W_e``.
+
+        With several edges, an edge whose weight has few non-zero output rows (a block of a
+        concatenation, e.g. DenseNet: one edge per concatenated source) is computed for those
+        rows only and added into them: the other rows' terms are exact zeros. (The rows'
+        fan-in sums may then be ordered differently by the backend: the certificates'
+        rounding bounds hold for any order.)"""
         out: Tensor | None = None
+        multi = len(self.affines) > 1
         for i, (a, x) in enumerate(zip(self.affines, xs)):
-            y = a.linear(x, None if weights is None else weights[i])
-            out = y if out is None else out.add_(y)
+            w = a.weight if weights is None else weights[i]
+            rows = _live_rows(a, w) if multi else None
+            if rows is None:
+                y = a.linear(x, w)
+                out = y if out is None else out.add_(y)
+                continue
+            if out is None:
+                out = x.new_zeros((x.shape[0], *self.out_shape))
+            if rows.numel():
+                sub = replace(a, weight=w[rows], out_shape=(int(rows.numel()), *a.out_shape[1:]))
+                out.index_add_(1, rows, sub.linear(x))
         assert out is not None
         return out
 
@@ -70,11 +86,56 @@ class Synapses:
         assert total is not None
         return total
 
+    def channel_closure(self, mask: Tensor) -> Tensor:
+        """The smallest superset of the output channels ``mask`` (boolean, (C,)) that holds
+        whole groups of every grouped edge: the channels :meth:`select` can keep."""
+        c = self.out_shape[0]
+        while True:
+            grown = mask
+            for a in self.affines:
+                if a.groups > 1:
+                    grown = grown.reshape(a.groups, c // a.groups).any(dim=1,
+                                                                        keepdim=True)
+                    grown = grown.expand(a.groups, c // a.groups).reshape(c)
+            if bool((grown == mask).all()):
+                return mask
+            mask = grown
+
+    def input_channels(self, channels: Tensor) -> list[Tensor | None]:
+        """Per edge, the input channels that output ``channels`` (a :meth:`channel_closure`)
+        read: ``None`` for an edge without groups (all of them)."""
+        out: list[Tensor | None] = []
+        c = self.out_shape[0]
+        for a in self.affines:
+            if a.groups == 1:
+                out.append(None)
+                continue
+            groups = torch.unique_consecutive(channels // (c // a.groups))
+            cg = int(a.weight.shape[1])
+            idx = groups[:, None] * cg + torch.arange(cg, device=channels.device)[None, :]
+            out.append(idx.reshape(-1))
+        return out
+
     def select(self, channels: Tensor) -> Synapses:
-        """The synapses of output channels ``channels`` only (groups = 1 edges)."""
+        """The synapses of output channels ``channels`` only (increasing, a
+        :meth:`channel_closure`). A grouped edge keeps the groups it touches and reads only
+        their input channels (:meth:`input_channels`; inputs are sliced by
+        :meth:`select_inputs`)."""
         n = int(channels.numel())
-        return Synapses([replace(a, weight=a.weight[channels],
-                                 out_shape=(n, *a.out_shape[1:])) for a in self.affines])
+        c = self.out_shape[0]
+        parts = []
+        for a, idx in zip(self.affines, self.input_channels(channels)):
+            sub = replace(a, weight=a.weight[channels], out_shape=(n, *a.out_shape[1:]))
+            if idx is not None:
+                sub = replace(sub, groups=n // (c // a.groups),
+                              in_shape=(int(idx.numel()), *a.in_shape[1:]))
+            parts.append(sub)
+        return Synapses(parts)
+
+    def select_inputs(self, channels: Tensor, xs: Sequence[Tensor]) -> list[Tensor]:
+        """Edge inputs ``xs`` as the :meth:`select`-ed synapses of ``channels`` read them."""
+        return [x if idx is None else x.index_select(1, idx)
+                for x, idx in zip(xs, self.input_channels(channels))]
 
     @property
     def groups_one(self) -> bool:
@@ -138,3 +199,18 @@ class Synapses:
         vals, valid = self.patches(xs, key, fill)
         ws = self.weight_rows(row)
         return vals, torch.where(valid, ws, torch.zeros((), dtype=ws.dtype, device=ws.device))
+
+
+# An edge is computed on its non-zero output rows only when they are at most this fraction.
+LIVE_ROWS_FRACTION = 0.75
+
+
+def _live_rows(a: Affine, w: Tensor) -> Tensor | None:
+    """Indices of the output rows (channels / features) of ``w`` with a non-zero weight, or
+    None to compute every row (grouped convolutions; most rows non-zero)."""
+    if a.groups != 1:
+        return None
+    live = w.reshape(w.shape[0], -1).ne(0).any(dim=1)
+    if int(live.sum()) > LIVE_ROWS_FRACTION * w.shape[0]:
+        return None
+    return live.nonzero().reshape(-1)

@@ -24,7 +24,10 @@ A neuron with ``f_i < 0`` on ``[0, B_in]`` does not fire before its window, so i
       max_[0, B_in] f_i  ≤  max_k f_i(c_k) + D_i,    D_i = Σ_j |W⁻_ij| T(x_j),
 
   with ``T`` the tent of the grid interval containing ``x_j``, ``f_i(c_k) = z_i − B − c_k +
-  Σ_j W_ij (c_k − x_j)⁺`` and ``f_i(B_in) = b_i − B − (1 − S_i) B_in``.
+  Σ_j W_ij (c_k − x_j)⁺`` and ``f_i(B_in) = b_i − B − (1 − S_i) B_in``. The sums are
+  convolutions over the output channels that hold a needed neuron, or — when the needed
+  neurons read few input patches — the same sums over their gathered patches (one matrix
+  product per map).
 * :func:`certify_late` — inputs arriving after ``t_min`` (perturbations such as jitter).
 
 Neurons that no certificate covers get the exact first-crossing walk
@@ -50,6 +53,7 @@ from onespike.simulation.affine import Affine
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
+    from onespike.simulation.synapses import Synapses
 
 __all__ = [
     "GRID_QUANTILES",
@@ -59,6 +63,7 @@ __all__ = [
     "certify_model_a",
     "float32_is_ieee",
     "grid_points",
+    "grid_stages",
     "sum_dtype",
 ]
 
@@ -162,23 +167,42 @@ def grid_points(x: Tensor | Sequence[Tensor], B_in: float,
     ``x`` (a fixed subsample of at most 16,384 entries), rounded to float32, then the largest
     input (rounded up). Any points are correct; these make the bound tight where the inputs
     are."""
-    if not isinstance(x, Tensor):
-        x = torch.cat([t.reshape(-1) for t in x])
-    flat = x.reshape(-1)
-    n = flat.numel()
+    return grid_stages(x, B_in, [quantiles])[0]
+
+
+def grid_stages(x: Tensor | Sequence[Tensor], B_in: float,
+                stages: Sequence[Sequence[float]]) -> list[list[float]]:
+    """:func:`grid_points` for several sets of quantiles, from one subsample of ``x`` (the
+    edge inputs of a population are sampled in place, as if concatenated)."""
+    flats = [t.reshape(-1) for t in ([x] if isinstance(x, Tensor) else x)]
+    n = sum(f.numel() for f in flats)
+    if n == 0:
+        return [[] for _ in stages]
     if n > _GRID_SAMPLE:  # spread the sample over samples, channels and positions
-        idx = (torch.arange(_GRID_SAMPLE, device=x.device, dtype=torch.int64)
+        idx = (torch.arange(_GRID_SAMPLE, device=flats[0].device, dtype=torch.int64)
                * 2654435761) % n
-        flat = flat[idx]
-    pos = flat[flat > 0].to(torch.float64)
-    top = float(x.max())
+        parts, off = [], 0
+        for f in flats:  # the entries of the virtual concatenation, edge by edge
+            mine = idx[(idx >= off) & (idx < off + f.numel())]
+            parts.append(f[mine - off])
+            off += f.numel()
+        sample = torch.cat(parts)
+    else:
+        sample = torch.cat(flats)
+    pos = sample[sample > 0].to(torch.float64)
+    top = max(float(f.max()) for f in flats if f.numel())
     if pos.numel() == 0 or not top > 0.0:
-        return []
-    q = torch.quantile(pos, torch.tensor(list(quantiles), dtype=torch.float64,
-                                         device=pos.device))
+        return [[] for _ in stages]
     top32 = _f32(top, up=True)  # no input lies above it
-    pts = sorted({v for v in (_f32(c) for c in q.tolist()) if 0.0 < v < top32})
-    return [*pts, top32] if top32 < B_in else pts
+    wanted = [float(q) for quantiles in stages for q in quantiles]
+    values = torch.quantile(pos, torch.tensor(wanted, dtype=torch.float64, device=pos.device)
+                            ).tolist() if wanted else []  # one sort for every stage
+    out = []
+    for quantiles in stages:
+        q, values = values[:len(quantiles)], values[len(quantiles):]
+        pts = sorted({v for v in (_f32(c) for c in q) if 0.0 < v < top32})
+        out.append([*pts, top32] if top32 < B_in else pts)
+    return out
 
 
 def _f32(v: float, *, up: bool = False) -> float:
@@ -225,7 +249,7 @@ def certify_grid(
     ``x``, the input maps and ``z``) is covered by a margin."""
     xs = _edges(xs)
     syn = layer.synapses
-    B, B_in = layer.B, layer.B_in
+    B_in = layer.B_in
     b = layer.bias if bias is None else bias
     lk = (1.0 - layer.S) if leak is None else leak
     sigma = layer.S + lk
@@ -233,9 +257,10 @@ def certify_grid(
     if (any(not 0.0 < c < B_in or _f32(c) != c for c in pts) or pts != sorted(set(pts))):
         raise ArgumentError("grid points must be float32 values increasing strictly inside "
                             f"(0, B_in={B_in}): {pts}")
-    nonempty = [x for x in xs if x.numel()]
-    x_max = max((float(x.max()) for x in nonempty), default=0.0)
-    x_min = min((float(x.min()) for x in nonempty), default=0.0)
+    ranges = [torch.aminmax(x) for x in xs if x.numel()]
+    nonempty = bool(ranges)
+    x_max = max((float(r.max) for r in ranges), default=0.0)
+    x_min = min((float(r.min) for r in ranges), default=0.0)
     if nonempty and (x_min < 0.0 or x_max > B_in * (1.0 + 2.0**-20)):
         raise ArgumentError(f"certify_grid needs inputs in [0, B_in={B_in}] (inputs arriving after "
                             f"t_min go to certify_late), got [{x_min}, {x_max}]")
@@ -244,37 +269,39 @@ def certify_grid(
     u_end = max(B_in, x_max)
     a = _abs_row_sum(layer)
     c_out = layer.out_shape[0]
-    sel: Tensor | None = None
-    if need is not None:
-        channels = need.transpose(0, 1).reshape(c_out, -1).any(dim=1)
-        n_sel = int(channels.sum())
-        if n_sel == 0:
-            return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
-        if n_sel < c_out and syn.groups_one:  # grouped convs keep every channel
-            sel = channels.nonzero().reshape(-1)
-            a = a[sel]
-            b, lk, sigma, z = b[sel], lk[sel], sigma[sel], z[:, sel]
-            syn = syn.select(sel)  # float32 copies are made per call, of these channels only
     # rounding: γ bound of a float32 fan-in sum (e32), float32 unit roundoff (u) for the
     # maps and shifts, and the γ bound of z in the network's own dtype (ed)
     e32 = _gamma(syn.fan_in + 8, _U32)
     if e32 >= 0.25:  # fan-in too large for a float32 bound
         return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
-    u = 8.0 * _U32
-    ed = _gamma(syn.fan_in + 8, torch.finfo(z.dtype).eps / 2)
+    sel: Tensor | None = None
+    if need is not None:
+        channels = need.transpose(0, 1).reshape(c_out, -1).any(dim=1)
+        if not bool(channels.any()):
+            return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
+        channels = syn.channel_closure(channels)  # grouped edges keep whole groups
+        n_sel = int(channels.sum())
+        # input patches read by the needed neurons (samples × positions holding one)
+        n_patch = int(need.reshape(z.shape[0], c_out, -1).any(dim=1).sum())
+        if n_patch * PATCH_COST < z.shape[0] * (layer.num_neurons // c_out):
+            # few neurons: their input patches, not the whole layer
+            index = need.reshape(-1).nonzero().reshape(-1)
+            full = torch.zeros(z.shape, dtype=torch.bool, device=z.device)
+            full.view(-1)[index] = _grid_at_patches(
+                layer, syn, xs, z, index, b, lk, sigma, a, pts, x_max, u_end, e32)
+            return full
+        if n_sel < c_out:
+            sel = channels.nonzero().reshape(-1)
+            a = a[sel]
+            b, lk, sigma, z = b[sel], lk[sel], sigma[sel], z[:, sel]
+            xs = syn.select_inputs(sel, xs)
+            syn = syn.select(sel)  # float32 copies are made per call, of these channels only
     s64, lk64, b64 = sigma.to(torch.float64), lk.to(torch.float64), b.to(torch.float64)
     dt = sum_dtype(xs[0].device)
     x32s = [x.to(torch.float32).to(dt) for x in xs]
     w32 = [w.to(torch.float32).to(dt) for w in syn.weights]
     bsz = xs[0].shape[0]
-    # f(c) − (z − B) for small c (|error| ≤ e32·A·c), f(c) − (b − B) for c near max x
-    # (|error| ≤ e32·A·(x_max − c)); c ≥ max x needs no sum (f_max below)
-    jobs: list[tuple[bool, float, Tensor]] = []
-    for c in pts:
-        if c <= x_max - c:
-            jobs.append((True, c, (s64 * c - e32 * a * c).to(torch.float32)))
-        elif c < x_max:
-            jobs.append((False, c, (lk64 * c - e32 * a * (x_max - c)).to(torch.float32)))
+    jobs = _grid_jobs(pts, x_max, s64, lk64, a, e32)
     low: Tensor | None = None  # ≥ max over the small c of  f(c) − (z − B)
     high: Tensor | None = None  # ≥ max over the large c of  f(c) − (b − B)
     per_call = max(1, _STACK_SAMPLES // max(1, bsz))  # maps stacked in one conv call
@@ -292,25 +319,64 @@ def certify_grid(
                 low = cand if low is None else torch.maximum(low, cand, out=low)
             else:
                 high = cand if high is None else torch.maximum(high, cand, out=high)
+    knots = sorted({0.0, *pts, u_end})
+    d = syn.linear([_tents(x32, knots) for x32 in x32s],
+                   [w.neg().clamp_min_(0.0) for w in w32])
+    wx = None if z.dtype == torch.float64 else syn.linear(x32s, [w.abs() for w in w32])
+    ok = _grid_verdict(layer, z, low, high, d, wx, s64, lk64, b64, a, x_max, u_end, e32)
+    if sel is None:
+        return ok
+    full = torch.zeros((z.shape[0], *layer.out_shape), dtype=torch.bool, device=z.device)
+    full[:, sel] = ok
+    return full
+
+
+# Cost of the grid bound on one gathered input patch, in units of one output position of the
+# convolution form (which computes every position of the selected channels; measured on
+# ResNet-18, 4 channels: about 7): the patch form runs when (patches the needed neurons
+# read) × PATCH_COST < (output positions).
+PATCH_COST = 8
+
+
+def _grid_jobs(pts: Sequence[float], x_max: float, s64: Tensor, lk64: Tensor, a: Tensor,
+               e32: float) -> list[tuple[bool, float, Tensor]]:
+    """Per grid point ``c < max x``: which form of ``f(c)`` (small: ``f(c) − (z − B)``,
+    |error| ≤ e32·A·c; else ``f(c) − (b − B)``, |error| ≤ e32·A·(x_max − c)) and the float32
+    shift subtracted from its sum (``c ≥ max x`` needs no sum: ``f_max`` of the verdict)."""
+    jobs: list[tuple[bool, float, Tensor]] = []
+    for c in pts:
+        if c <= x_max - c:
+            jobs.append((True, c, (s64 * c - e32 * a * c).to(torch.float32)))
+        elif c < x_max:
+            jobs.append((False, c, (lk64 * c - e32 * a * (x_max - c)).to(torch.float32)))
+    return jobs
+
+
+def _tents(x32: Tensor, knots: Sequence[float]) -> Tensor:
+    """``T(x)``: the tent of the grid interval holding ``x`` (the tents have disjoint
+    supports and are negative outside them: T = max(0, tents))."""
+    tent = torch.zeros_like(x32)
+    for lo, hi in pairwise(knots):
+        part = (x32 - lo).mul_(hi - x32).mul_(1.0 / (hi - lo))
+        tent = torch.maximum(tent, part, out=tent)
+    return tent
+
+
+def _grid_verdict(layer: PopulationLike, z: Tensor, low: Tensor | None, high: Tensor | None,
+                  d: Tensor, wx: Tensor | None, s64: Tensor, lk64: Tensor, b64: Tensor,
+                  a: Tensor, x_max: float, u_end: float, e32: float) -> Tensor:
+    """The grid bound's decision from its float32 sums (conv form: maps of the selected
+    channels; patch form: vectors of neurons with their parameters gathered alike)."""
+    B = layer.B
+    u = 8.0 * _U32
+    ed = _gamma(layer.synapses.fan_in + 8, torch.finfo(z.dtype).eps / 2)
     # D = Σ_j |W⁻_ij| T(x_j) ≥ 0, so D ≤ D̂/(1 − e32)
-    # the tents have disjoint supports and are negative outside them: T = max(0, tents)
-    tents = []
-    for x32 in x32s:
-        tent = torch.zeros_like(x32)
-        for lo, hi in pairwise(sorted({0.0, *pts, u_end})):
-            part = (x32 - lo).mul_(hi - x32).mul_(1.0 / (hi - lo))
-            tent = torch.maximum(tent, part, out=tent)
-        tents.append(tent)
-    d = syn.linear(tents, [w.neg().clamp_min_(0.0) for w in w32])
     # |ẑ − z| ≤ ed·(|b| + Σ_j |W_ij| x_j): with float64 z the crude Σ ≤ A·B_in does; in
     # lower precision the sum itself is computed (Σ ≤ Σ̂/(1 − e32))
-    if z.dtype == torch.float64:
-        wx = a * u_end
-    else:
-        wx = syn.linear(x32s, [w.abs() for w in w32]).to(torch.float64).div_(1.0 - e32)
+    wx64 = a * u_end if wx is None else wx.to(torch.float64).div_(1.0 - e32)
     # f32 roundings of x, the maps, the tents (1-Lipschitz in x) and the shifts: ≤ u·scale
     scale = (a + s64.abs() + lk64.abs()) * u_end
-    slack = u * scale + ed * (b64.abs() + wx + B + (s64.abs() + lk64.abs()) * u_end)
+    slack = u * scale + ed * (b64.abs() + wx64 + B + (s64.abs() + lk64.abs()) * u_end)
     bound = d.to(torch.float64).div_(1.0 - e32).add_(slack)
     zb = (z - B).to(torch.float64)
     top = zb if low is None else zb + low.to(torch.float64).clamp_min_(0.0)
@@ -318,12 +384,73 @@ def certify_grid(
     if high is not None:
         f_max = torch.maximum(f_max, high.to(torch.float64).add_(b64 - B))
     f_end = b64 - B - lk64 * u_end  # f(u_end): every input has arrived
-    ok = (top + bound < 0) & (f_max + bound < 0) & (f_end + bound < 0)
-    if sel is None:
-        return ok
-    full = torch.zeros((z.shape[0], *layer.out_shape), dtype=torch.bool, device=z.device)
-    full[:, sel] = ok
-    return full
+    return (top + bound < 0) & (f_max + bound < 0) & (f_end + bound < 0)
+
+
+def _grid_at_patches(layer: PopulationLike, syn: Synapses, xs: list[Tensor], z: Tensor,
+                     index: Tensor, b: Tensor, lk: Tensor, sigma: Tensor, a: Tensor,
+                     pts: Sequence[float], x_max: float, u_end: float, e32: float) -> Tensor:
+    """:func:`certify_grid` (conv form's very sums, term by term) for the neurons at flat
+    ``index`` into (B, *out_shape), from their gathered input patches: each float32 sum
+    ``Σ_j W_ij m(x_j)`` has the same K = fan-in terms as the convolution's (zero where the
+    kernel covers padding), so the same γ_K bound covers it in any summation order.
+    Neurons that read the same patch share its maps; one matrix product per map gives the
+    sums of every output channel of the chunk."""
+    out = torch.empty(index.numel(), dtype=torch.bool, device=z.device)
+    n_out = layer.num_neurons
+    shape = (-1,) + (1,) * (len(layer.out_shape) - 1)
+    full = layer.out_shape
+
+    def flat(t: Tensor) -> Tensor:  # a per-neuron parameter, as a flat map over out_shape
+        return t.expand(full).reshape(-1) if t.dim() == len(full) else \
+            t.reshape(shape).expand(full).reshape(-1)
+
+    b_f, lk_f = flat(b.to(torch.float64)), flat(lk.to(torch.float64))
+    s_f, a_f = flat(sigma.to(torch.float64)), flat(a.reshape(shape))
+    z_f = z.reshape(-1)
+    dt = sum_dtype(xs[0].device)
+    x32s = [x.to(torch.float32).to(dt) for x in xs]
+    w_rows = torch.cat([w.to(torch.float32).to(dt).reshape(w.shape[0], -1)
+                        for w in syn.weights], 1)  # (C, K) in the order of patches()
+    knots = sorted({0.0, *pts, u_end})
+    key, row = syn.patch_keys(index)
+    key_sorted, perm = torch.sort(key)
+    step = max(1, PATCH_ELEMENTS // max(1, syn.fan_in))
+    for s in range(0, index.numel(), step):
+        sel = perm[s : s + step]
+        keys, inverse = torch.unique_consecutive(key_sorted[s : s + step], return_inverse=True)
+        rows, r_inv = torch.unique(row[sel], return_inverse=True)
+        vals, valid = syn.patches(x32s, keys)
+        wr = w_rows[rows]  # (R, K)
+        # every channel of the chunk at every patch (one matrix product), unless that is
+        # much more than the neurons' own sums
+        pick = (inverse, r_inv, keys.numel() * rows.numel() <= 16 * sel.numel())
+
+        def sums(m: Tensor, w: Tensor, valid: Tensor = valid,
+                 pick: tuple[Tensor, Tensor, bool] = pick) -> Tensor:
+            m = torch.where(valid, m, torch.zeros((), dtype=m.dtype, device=m.device))
+            inv, r, dense = pick
+            return (m @ w.T)[inv, r] if dense else (m[inv] * w[r]).sum(dim=1)
+
+        pos = index[sel] % n_out
+        s64, lk64, b64, a_n = s_f[pos], lk_f[pos], b_f[pos], a_f[pos]
+        low: Tensor | None = None
+        high: Tensor | None = None
+        for small, c, shift in _grid_jobs(pts, x_max, s64, lk64, a_n, e32):
+            cand = sums(torch.clamp_min(c - vals if small else vals - c, 0.0), wr).sub_(shift)
+            if small:
+                low = cand if low is None else torch.maximum(low, cand)
+            else:
+                high = cand if high is None else torch.maximum(high, cand)
+        d = sums(_tents(vals, knots), wr.neg().clamp_min(0.0))
+        wx = None if z.dtype == torch.float64 else sums(vals, wr.abs())
+        out[sel] = _grid_verdict(layer, z_f[index[sel]], low, high, d, wx, s64, lk64, b64,
+                                 a_n, x_max, u_end, e32)
+    return out
+
+
+# Input values gathered per chunk of the patch form of the grid bound (patches × fan-in).
+PATCH_ELEMENTS = 1 << 20
 
 
 def _gamma(n: int, unit: float) -> float:

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from onespike.simulation.engines.bounds import certify_drive, certify_grid, certify_model_a
+from onespike.simulation.engines.bounds import (
+    GRID_QUANTILES,
+    certify_drive,
+    certify_grid,
+    certify_model_a,
+    grid_stages,
+)
 from onespike.simulation.engines.crossing import first_crossing_sorted
 from onespike.simulation.engines.step import PopulationStep
 
@@ -18,8 +24,16 @@ if TYPE_CHECKING:
 __all__ = ["exact_values", "model_a_step"]
 
 # Fraction of a layer's neurons the drive certificate must miss before the grid certificate
-# runs (below it, the exact walk of the missed neurons is cheaper than its convolutions).
-GRID_MIN_FRACTION = 1 / 256
+# runs (0: whenever it misses one; the grid bound then works on the input patches of the
+# missed neurons when they are few, so it is cheaper than their exact walk).
+GRID_MIN_FRACTION = 0.0
+# ... and the missed neurons' inputs (neurons × fan-in) must exceed this many: below it, their
+# exact walk (a few milliseconds) is cheaper than the grid bound's fixed costs.
+GRID_MIN_ELEMENTS = 1 << 16
+# The grid bound runs in stages, each on the neurons the previous ones left: a coarse grid
+# (the median of the inputs and their maximum: two convolutions and the tents) clears most
+# of them, the full grid (GRID_QUANTILES) nearly all the rest.
+GRID_STAGES: tuple[tuple[float, ...], ...] = ((0.5,), GRID_QUANTILES)
 # Elements gathered per chunk of the exact path (M × fan-in); bounds its memory.
 GATHER_ELEMENTS = 1 << 21
 
@@ -119,9 +133,15 @@ def model_a_step(
         ok = certify_model_a(layer, xs, late_ok=True) if late else certify_drive(layer, xs)
     if not late:
         missed = ok.numel() - int(ok.sum())
-        if missed > GRID_MIN_FRACTION * ok.numel():
-            grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, need=~ok)
-            ok |= grid_ok if leak is None else grid_ok & (leak > 0)
+        if (missed > GRID_MIN_FRACTION * ok.numel()
+                and missed * layer.synapses.fan_in > GRID_MIN_ELEMENTS):
+            for grid in grid_stages(xs, layer.B_in, GRID_STAGES):
+                need = ~ok
+                if not bool(need.any()):
+                    break
+                grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, grid=grid,
+                                       need=need)
+                ok |= grid_ok if leak is None else grid_ok & (leak > 0)
     if gain is not None:
         assert leak is not None
         sat = _per_sample(z > B)

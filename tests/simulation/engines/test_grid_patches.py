@@ -1,0 +1,309 @@
+"""The grid certificate on populations with several edges and grouped convolutions, in both
+of its forms — convolutions over the selected output channels, and the sums over the gathered
+input patches of the needed neurons — against a brute-force maximum of f over every
+breakpoint; the channel selection of grouped edges; the identity-shortcut fast path; and the
+event engine's spike times, which must not depend on which form or stage proves a neuron, nor
+on the chunk size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.helpers.dag_nets import ZOO
+from tests.helpers.nets import random_cnn
+
+import onespike
+from onespike.network.population import Population
+from onespike.simulation import synapses
+from onespike.simulation.affine import Affine
+from onespike.simulation.engines import bounds, common
+
+SETTINGS = settings(max_examples=12, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+# DAG models with multi-edge populations, identity shortcuts (depthwise 1×1 edges), grouped
+# and depthwise convolutions, concatenations
+MODELS = ["bottleneck_identity", "basic_block_downsample", "resnet_basic", "mobilenet_v2",
+          "inverted_residual", "densenet", "inception", "sum3"]
+FORMS = {"conv": float("inf"), "patch": 0.0}  # PATCH_COST forcing each form
+
+
+def brute_max_f(layer: Population, xs: list[torch.Tensor], bias: torch.Tensor | None = None,
+                leak: torch.Tensor | None = None) -> torch.Tensor:
+    """``max_{u ∈ [0, B_in]} f(u)`` per neuron over every edge, ``f(u) = b + Σ_j W_ij (x_j −
+    u)⁺ − leak·u − B`` evaluated at every breakpoint, in float64, straight from the
+    definition."""
+    bsz = xs[0].shape[0]
+    m = bsz * layer.num_neurons
+    vals, ws = layer.synapses.gather(xs, torch.arange(m))
+    vals, ws = vals.double(), ws.double()
+    b = (layer.bias if bias is None else bias).double().reshape(-1).repeat(bsz)
+    lk = ((1.0 - layer.S) if leak is None else leak).double().reshape(-1).repeat(bsz)
+    out = torch.empty(m, dtype=torch.float64)
+    for s in range(0, m, 256):  # bounded memory
+        v, w = vals[s : s + 256], ws[s : s + 256]
+        u = torch.cat([v.new_zeros(v.shape[0], 1), v, v.new_full((v.shape[0], 1), layer.B_in)],
+                      dim=1)
+        f = (b[s : s + 256, None] + (w[:, None, :] * (v[:, None, :] - u[:, :, None])
+                                     .clamp_min(0)).sum(-1)
+             - lk[s : s + 256, None] * u - layer.B)
+        out[s : s + 256] = f.amax(dim=1)
+    return out.reshape(bsz, *layer.out_shape)
+
+
+def converted(name: str, seed: int, dtype: torch.dtype = torch.float64
+              ) -> tuple[onespike.SpikingNetwork, torch.Tensor]:
+    torch.manual_seed(seed)
+    model, shape = ZOO[name]()
+    x = torch.rand(12, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return onespike.convert(model.to(dtype), x.to(dtype), progress=False, dtype=dtype), x
+
+
+def stress_edges(layer: Population, n: int, seed: int, skew: float,
+                 dtype: torch.dtype) -> list[torch.Tensor]:
+    """Inputs in [0, B_in] per edge: half zeros, the rest skewed towards small values, a few
+    exactly B_in."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for e in layer.edges:
+        shape = (n, *e.in_shape)
+        x = layer.B_in * torch.rand(shape, generator=g, dtype=torch.float64) ** skew
+        x = x * (torch.rand(shape, generator=g, dtype=torch.float64) > 0.5)
+        x = torch.where(torch.rand(shape, generator=g, dtype=torch.float64) < 0.01,
+                        torch.full_like(x, layer.B_in), x)
+        out.append(x.to(dtype).clamp_(max=layer.B_in))
+    return out
+
+
+def needs(layer: Population, n: int, seed: int) -> list[torch.Tensor]:
+    """Needed-neuron maps: every neuron, a random third, and a few neurons in one channel."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, *layer.out_shape)
+    few = torch.zeros(shape, dtype=torch.bool)
+    few.view(n, layer.out_shape[0], -1)[:, 0, :1] = True
+    return [torch.ones(shape, dtype=torch.bool), torch.rand(shape, generator=g) < 0.33, few]
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), name=st.sampled_from(MODELS),
+       skew=st.sampled_from([1.0, 3.0]), dtype=st.sampled_from([torch.float64, torch.float32]),
+       grid=st.sampled_from(["default", "coarse", "none"]))
+def test_both_forms_are_sound_on_multi_edge_populations(seed, name, skew, dtype, grid) -> None:
+    snn, _ = converted(name, seed % 50, dtype)
+    for i, layer in enumerate(snn.hidden_layers):
+        xs = stress_edges(layer, 3, seed + i, skew, dtype)
+        z = layer.z(xs)
+        truth = brute_max_f(layer, xs)
+        pts = {"default": None, "coarse": bounds.grid_points(xs, layer.B_in, (0.5,)),
+               "none": []}[grid]
+        for need in needs(layer, 3, seed + i):
+            decided = {}
+            for form, cost in FORMS.items():
+                old = bounds.PATCH_COST
+                bounds.PATCH_COST = cost
+                try:
+                    ok = bounds.certify_grid(layer, xs, z, grid=pts, need=need)
+                finally:
+                    bounds.PATCH_COST = old
+                assert not bool((ok & (truth >= 0)).any()), (name, layer.name, form)
+                if form == "patch":  # only the needed neurons are computed
+                    assert not bool((ok & ~need).any())
+                decided[form] = ok & need
+            # the two forms are the same bound (only the float32 summation order differs)
+            diff = int((decided["conv"] ^ decided["patch"]).sum())
+            assert diff <= 2 + 0.01 * int(need.sum()), (name, layer.name, diff)
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("spread", [1e-9, 1e-4])
+def test_both_forms_are_sound_near_the_boundary(form, dtype, spread, monkeypatch) -> None:
+    """Biases moved so that the first sample's neurons peak within ±spread·B of the threshold
+    (half of them fire early by a hair), on multi-edge and grouped populations."""
+    monkeypatch.setattr(bounds, "PATCH_COST", FORMS[form])
+    if dtype == torch.float32:
+        spread = max(spread, 1e-5)  # float32 biases cannot resolve less
+    above = below = 0
+    for name in ("bottleneck_identity", "mobilenet_v2", "densenet"):
+        snn, _ = converted(name, 1, dtype)
+        g = torch.Generator().manual_seed(3)
+        for i, layer in enumerate(snn.hidden_layers):
+            xs = stress_edges(layer, 2, i, 3.0, dtype)
+            with torch.no_grad():
+                peak = brute_max_f(layer, xs)[0]
+                n = layer.num_neurons
+                sign = (torch.arange(n) % 2 * 2 - 1).to(torch.float64).reshape(layer.out_shape)
+                size = 0.5 + torch.rand(layer.out_shape, generator=g, dtype=torch.float64)
+                layer.bias.sub_((peak - spread * layer.B * sign * size).to(dtype))
+            z = layer.z(xs)
+            truth = brute_max_f(layer, xs)
+            above += int((truth[0] >= 0).sum())
+            below += int((truth[0] < 0).sum())
+            for grid in (None, [], bounds.grid_points(xs, layer.B_in, (0.5,))):
+                ok = bounds.certify_grid(layer, xs, z, grid=grid,
+                                         need=torch.ones_like(truth, dtype=torch.bool))
+                assert not bool((ok & (truth >= 0)).any()), (name, layer.name)
+    assert above > 0 and below > 0
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_both_forms_are_sound_with_perturbed_alpha(form, monkeypatch) -> None:
+    monkeypatch.setattr(bounds, "PATCH_COST", FORMS[form])
+    g = torch.Generator().manual_seed(0)
+    for name in ("resnet_basic", "mobilenet_v2"):
+        snn, _ = converted(name, 2)
+        for i, layer in enumerate(snn.hidden_layers):
+            xs = stress_edges(layer, 3, i, 3.0, torch.float64)
+            gain = 1.0 + 0.2 * torch.randn(layer.out_shape, generator=g, dtype=torch.float64)
+            bias, leak = common._perturbed(layer.bias, layer.S, gain, layer.B_in)
+            z = layer.synapses.linear(xs) + bias
+            truth = brute_max_f(layer, xs, bias, leak)
+            ok = bounds.certify_grid(layer, xs, z, bias=bias, leak=leak,
+                                     need=torch.ones_like(truth, dtype=torch.bool))
+            assert not bool((ok & (truth >= 0)).any())
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("excess", [1e-12, 1e-9, 1e-6])
+def test_both_forms_refuse_a_hair_thin_early_spike(form, excess, monkeypatch) -> None:
+    """f peaks at +excess·B on a grid point (so no tent covers it): only the rounding margins
+    refuse it; with them switched off (mutation: unit roundoff 0) the float32 sums certify
+    it, so the margins are what the test checks."""
+    from tests.simulation.engines.test_bounds import brute_max_f as brute_chain
+    from tests.simulation.engines.test_bounds import one_neuron_layer
+
+    monkeypatch.setattr(bounds, "PATCH_COST", FORMS[form])
+    weights = [0.9, 0.8, -0.7, -0.6, -0.5, 0.3, -0.2, 0.25] * 8
+    layer = one_neuron_layer(weights)
+    g = torch.Generator().manual_seed(2)
+    x = layer.B_in * torch.rand(1, len(weights), generator=g, dtype=torch.float64) ** 2
+    with torch.no_grad():
+        layer.bias.zero_()
+        base = float(brute_chain(layer, x))
+        layer.bias.fill_(-base + excess * layer.B)
+    assert float(brute_chain(layer, x)) > 0
+    z = layer.affine(x)
+    grid = sorted({bounds._f32(float(v)) for v in x.reshape(-1) if 0 < float(v) < layer.B_in})
+    need = torch.ones_like(z, dtype=torch.bool)
+    assert not bool(bounds.certify_grid(layer, [x], z, grid=grid, need=need).any())
+    if excess <= 1e-9:
+        monkeypatch.setattr(bounds, "_U32", 0.0)  # mutation: no float32 rounding margins
+        assert bool(bounds.certify_grid(layer, [x], z, grid=grid, need=need).all())
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "bottleneck_identity", "inception"])
+def test_channel_selection_of_grouped_edges(name: str) -> None:
+    """select() keeps whole groups of grouped edges and reads only their input channels: its
+    sums equal the full population's on the selected channels."""
+    snn, _ = converted(name, 0)
+    g = torch.Generator().manual_seed(0)
+    for layer in snn.hidden_layers:
+        syn = layer.synapses
+        xs = stress_edges(layer, 2, 0, 1.0, torch.float64)
+        full = syn.linear(xs)
+        c = layer.out_shape[0]
+        for mask in (torch.rand(c, generator=g) < 0.3, torch.arange(c) == c - 1):
+            if not bool(mask.any()):
+                continue
+            closed = syn.channel_closure(mask)
+            assert bool((closed | ~mask).all())  # a superset
+            assert torch.equal(syn.channel_closure(closed), closed)
+            for a in [a for a in syn.affines if a.groups > 1]:  # whole groups
+                per = closed.reshape(a.groups, -1)
+                assert bool((per.all(dim=1) | ~per.any(dim=1)).all())
+            sel = closed.nonzero().reshape(-1)
+            sub = syn.select(sel)
+            part = sub.linear(syn.select_inputs(sel, xs))
+            torch.testing.assert_close(part, full[:, sel], rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_identity_shortcut_fast_path_is_the_convolution(dtype: torch.dtype) -> None:
+    """A depthwise 1×1 edge is computed as one product per output: bit for bit the value
+    of the convolution."""
+    g = torch.Generator().manual_seed(0)
+    for stride in (1, 2):
+        x = torch.randn(3, 5, 7, 7, generator=g, dtype=torch.float64).to(dtype)
+        w = torch.randn(5, 1, 1, 1, generator=g, dtype=torch.float64).to(dtype)
+        n = (7 - 1) // stride + 1
+        a = Affine("conv", w, torch.zeros(5, n, n, dtype=dtype), (5, 7, 7), (5, n, n), 2,
+                   (stride, stride), (0, 0, 0, 0), (1, 1), 5)
+        assert a.is_channel_scale
+        assert torch.equal(a.linear(x), F.conv2d(x, w, None, stride, 0, 1, 5))
+    a = Affine("conv", w, torch.zeros(5, 9, 9, dtype=dtype), (5, 7, 7), (5, 9, 9), 2, (1, 1),
+               (1, 1, 1, 1), (1, 1), 5)
+    assert not a.is_channel_scale  # padding: the convolution path
+
+
+def _early_net(seed: int) -> tuple[onespike.SpikingNetwork, torch.Tensor]:
+    """A random CNN whose biases are raised until some neurons fire before their window."""
+    model, shape = random_cnn(seed, 2)
+    x = torch.rand(10, *shape, generator=torch.Generator().manual_seed(seed))
+    snn = onespike.convert(model, x, progress=False)
+    with torch.no_grad():
+        for layer in snn.hidden_layers:
+            layer.bias.add_(0.3 * layer.B)
+    return snn, x
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_event_engine_is_unchanged_by_the_form_and_stages_of_the_grid(seed, monkeypatch
+                                                                     ) -> None:
+    """Same spike times, outputs and early counts with the grid bound in either form, in one
+    or two stages, or not at all, and with any chunk size: the proofs only decide which
+    neurons take the exact walk."""
+    from tests.simulation.test_brute_force import adversarial_mlp, sparse_inputs
+
+    x_adv = sparse_inputs(seed, 40)
+    nets = [converted("resnet_basic", seed), converted("mobilenet_v2", seed),
+            converted("densenet", seed), _early_net(seed),
+            (onespike.convert(adversarial_mlp(seed), x_adv, zeta=0.0, progress=False), x_adv)]
+    early = 0
+    for snn, x in nets:
+        x = x.to(snn.dtype)
+        monkeypatch.setattr(common, "GRID_MIN_FRACTION", 2.0)
+        ref = snn.simulate(x)
+        early += sum(ref.certificate.early)
+        monkeypatch.setattr(common, "GRID_MIN_FRACTION", 0.0)
+        monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
+        for cost in FORMS.values():
+            for stages in (common.GRID_STAGES, (bounds.GRID_QUANTILES,)):
+                monkeypatch.setattr(bounds, "PATCH_COST", cost)
+                monkeypatch.setattr(common, "GRID_STAGES", stages)
+                for chunk in (None, 3):
+                    res = snn.simulate(x, chunk_size=chunk)
+                    if chunk is None:
+                        for a, b in zip(res.spike_times, ref.spike_times):
+                            assert torch.equal(a, b)
+                        assert torch.equal(res.output, ref.output)
+                    else:  # Linear layers' matrix products round by batch shape (1 ulp)
+                        for a, b in zip(res.spike_times, ref.spike_times):
+                            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+                        torch.testing.assert_close(res.output, ref.output, rtol=1e-12,
+                                                   atol=1e-12)
+                    assert res.certificate.early == ref.certificate.early
+                    assert sum(res.certificate.checked) <= sum(ref.certificate.checked)
+    assert early > 0  # some network really fires early
+
+
+@pytest.mark.parametrize("name", ["densenet", "inception", "resnet_basic"])
+def test_edges_with_few_live_rows_are_computed_on_those_rows(name: str) -> None:
+    """Concatenation edges (weights zero outside their block of output channels) are
+    convolved on their non-zero rows only: the sum equals the edge-by-edge sum of the full
+    maps (the skipped terms are exact zeros; a convolution over fewer rows may order its
+    fan-in sums differently, which every rounding bound allows)."""
+    snn, _ = converted(name, 0)
+    restricted = 0
+    for layer in snn.hidden_layers:
+        syn = layer.synapses
+        xs = stress_edges(layer, 3, 1, 1.0, torch.float64)
+        naive = syn.affines[0].linear(xs[0])
+        for a, x in zip(syn.affines[1:], xs[1:]):
+            naive = naive + a.linear(x)
+        torch.testing.assert_close(syn.linear(xs), naive, rtol=1e-13, atol=1e-13)
+        restricted += sum(synapses._live_rows(a, a.weight) is not None for a in syn.affines
+                          if len(syn.affines) > 1)
+    if name == "densenet":
+        assert restricted > 0  # the fast path is exercised
