@@ -4,7 +4,6 @@ each model runs forward, is ``torch.fx.symbolic_trace``-able, and really is a DA
 from __future__ import annotations
 
 import operator
-import time
 
 import pytest
 import torch
@@ -40,13 +39,12 @@ def test_zoo_model(name: str) -> None:
     assert all(p.dtype == torch.float64 for p in model.parameters())
     x = torch.rand(8, *shape, dtype=torch.float64)
     with torch.no_grad():
-        t0 = time.perf_counter()
         y = model(x)
-        elapsed = time.perf_counter() - t0
     assert y.shape[0] == 8 and y.dtype == torch.float64
     assert torch.isfinite(y).all()
     assert y.std() > 0, "constant output: the model is degenerate"
-    assert elapsed < 1.0
+    # small enough for the test suite (a size, not a wall-clock limit that flakes under load)
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
 
     traced = torch.fx.symbolic_trace(model)
     with torch.no_grad():
