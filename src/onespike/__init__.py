@@ -29,8 +29,10 @@ from onespike.analysis import (
     sweep,
 )
 from onespike.conversion import convert
+from onespike.data.stream import StreamingDataset
 from onespike.errors import (
     CalibrationError,
+    DistributedError,
     FormatError,
     InputRangeError,
     OnespikeError,
@@ -69,6 +71,7 @@ __all__ = [
     "NEURON_MODELS",
     "CalibrationError",
     "Certificate",
+    "DistributedError",
     "Evaluation",
     "FormatError",
     "InputRangeError",
@@ -82,6 +85,7 @@ __all__ = [
     "SpikingLayer",
     "SpikingNetwork",
     "Stats",
+    "StreamingDataset",
     "UnsupportedModelError",
     "UnsupportedOperationError",
     "__version__",
