@@ -33,9 +33,11 @@ __all__ = ["ArrayStream", "ImageFolderStream", "StreamingDataset", "is_map_datas
 
 
 def is_map_dataset(data: Any) -> bool:
-    """A map-style dataset: ``len(data)`` and ``data[i]`` (a ``torch.utils.data.Dataset`` with
-    a length, a :class:`StreamingDataset`), not a tensor or a DataLoader."""
-    return (not isinstance(data, (Tensor, torch.utils.data.DataLoader, Dataset))
+    """A map-style ``torch.utils.data.Dataset`` with a length (a :class:`StreamingDataset`, a
+    ``TensorDataset``, a torchvision dataset): read by index. A list or a tuple is an
+    iterable of batches, not a dataset."""
+    return (isinstance(data, torch.utils.data.Dataset)
+            and not isinstance(data, torch.utils.data.IterableDataset)
             and hasattr(data, "__getitem__") and hasattr(data, "__len__"))
 
 
