@@ -132,7 +132,15 @@ def model_fingerprint(module: Any) -> str:
 
 
 def _cause(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """``"Type: message"``; for an error re-raised from a DataLoader worker, the original
+    message (the last line of the worker's traceback) and the worker."""
+    raw = str(exc)
+    if "Original Traceback" in raw:
+        lines = [ln for ln in raw.strip().splitlines() if ln.strip()]
+        head = lines[0].split(" in ", 1)[-1].rstrip(".") if lines else "a loader worker"
+        last = lines[-1].split(": ", 1)[-1] if lines else ""
+        return f"{type(exc).__name__}: {last} (in {head})"
+    text = " ".join(raw.split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -163,7 +163,7 @@ class ImageFolderStream(StreamingDataset):
         from onespike.data.imagefolder import _open_rgb
 
         a = _open_rgb(Path(self.paths[index]), self.resize, self.center_crop)
-        return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255.0)
+        return torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
     def describe_item(self, index: int) -> str:
         return self.paths[index]
