@@ -4,10 +4,13 @@
 run distributed whenever a default process group is initialised — by the CLI under
 ``torchrun`` (:func:`init_from_env`), or by the caller's own ``init_process_group``. The rules:
 
-* **Shards.** The ``N`` samples are split into ``world_size`` contiguous blocks in rank
-  order; rank ``r`` takes ``[r·N//W + min(r, N%W) …)`` — the first ``N % W`` ranks one sample
-  more. No sample is read twice and none is dropped (no padding, unlike
-  ``DistributedSampler``); a rank may get an empty shard. An iterable of batches that is
+* **Shards.** The data are split into ``world_size`` contiguous blocks in rank order, no
+  sample read twice and none dropped (no padding, unlike ``DistributedSampler``); a rank may
+  get an empty shard. Evaluation splits the *batches* of a one-process run
+  (:func:`batch_shard_bounds`: the first ``B % W`` of the ``B`` batches' ranks take one batch
+  more), so that every batch, hence every count of the certificate (the ``checked`` neurons
+  depend on the batch the bounds see), is the one-process one; calibration splits samples
+  (:func:`shard_bounds`; a maximum does not depend on the batch). An iterable of batches that is
   neither a tensor, a dataset nor a DataLoader cannot be split: it is taken as *this rank's*
   share.
 * **No collectives in the loop.** Between batches each rank only looks at the process
@@ -48,6 +51,7 @@ from onespike.errors import DistributedError
 __all__ = [
     "DEFAULT_TIMEOUT",
     "Coordinator",
+    "batch_shard_bounds",
     "init_from_env",
     "is_distributed",
     "model_fingerprint",
@@ -114,6 +118,17 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
+
+
+def batch_shard_bounds(n: int, batch_size: int, rank: int, world_size: int
+                       ) -> tuple[int, int]:
+    """``[start, stop)`` of rank ``rank``'s shard made of whole batches: the
+    ``ceil(n / batch_size)`` batches of a one-process run are split contiguously
+    (:func:`shard_bounds`), so every rank simulates exactly the batches one process would —
+    the certificate's per-batch counts (``checked``) then match too."""
+    batches = -(-n // batch_size)
+    lo, hi = shard_bounds(batches, rank, world_size)
+    return min(n, lo * batch_size), min(n, hi * batch_size)
 
 
 def model_fingerprint(module: Any) -> str:

@@ -23,6 +23,9 @@ def make(size: int = 8):
     n = (size - k) // s + 1
     return nn.Sequential(nn.Conv2d(3, 2, k, stride=s), nn.ReLU(), nn.Flatten(),
                          nn.Linear(2 * n * n, 3)).eval()
+
+def make48():
+    return make(48)
 '''
 
 

@@ -143,13 +143,16 @@ def evaluate(
         workers: loader worker processes for a map-style dataset (0: this process).
 
     With an initialised ``torch.distributed`` process group of several processes, every rank
-    calls ``evaluate`` with the same arguments: each evaluates its contiguous shard (no
-    collective inside the loop) and the counts are reduced, so that every rank returns the
+    calls ``evaluate`` with the same arguments: each evaluates its contiguous shard of whole
+    batches (the batches of a one-process run, split in rank order; no collective inside
+    the loop) and the counts are reduced, so that every rank returns the
     single-process result (same counts, certificate and accuracies; ``snn_seconds`` is the
     sum over the ranks) with ``world_size`` and ``shard_sizes`` recorded. A failure on any
     rank raises :class:`~onespike.DistributedError` on all; see :mod:`onespike.distributed`.
-    Results do not depend on ``batch_size`` or on the number of processes: counts are
-    integers, the logit difference a float64 maximum.
+    Results do not depend on the number of processes: counts are integers, the logit
+    difference a float64 maximum, and every batch is the one-process one. Only the
+    certificate's ``checked`` counts depend on ``batch_size`` (the grid bound takes its
+    points from the batch); accuracies, agreement, violations and activity do not.
     """
     from onespike._version import __version__
     from onespike.data.batching import first_inputs, shard_batches
@@ -247,6 +250,9 @@ class _Tally:
         self.certs.append(sim.certificate)
         if activity:
             self.stats.append(measure(snn, sim))
+        if len(self.certs) >= 32:  # merged as we go: memory stays flat over the batches
+            self.certs = [Certificate.merge(self.certs)]
+            self.stats = [Stats.merge(self.stats)] if self.stats else []
 
     def __getstate__(self) -> dict[str, Any]:
         # what a rank sends: the merged certificate and stats, not one per batch

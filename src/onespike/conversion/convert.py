@@ -141,7 +141,7 @@ def convert(
             batch_size = max(1, hi - lo)  # a tensor is calibrated as one batch
         part = shard_batches(calibration, batch_size=batch_size, workers=workers,
                              rank=coord.rank, world_size=coord.world_size,
-                             what="calibration")
+                             what="calibration", whole_batches=False)
         shard, total, size = (x for x, _ in part.batches), part.size, part.total
     if first.dim() < 1 or first.shape[0] == 0:
         raise CalibrationError(

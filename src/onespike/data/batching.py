@@ -12,7 +12,9 @@
 * any other iterable of batches (tensors or ``(input, label)`` pairs): read as it is — with
   a process group it is taken as this rank's own share.
 
-Shards follow :func:`onespike.distributed.shard_bounds` (contiguous, rank order, no padding).
+Shards are contiguous, in rank order, without padding: whole batches
+(:func:`onespike.distributed.batch_shard_bounds`) or samples
+(:func:`onespike.distributed.shard_bounds`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import Tensor
 
 from onespike.data.dataset import Dataset
 from onespike.data.stream import is_map_dataset
-from onespike.distributed import shard_bounds
+from onespike.distributed import batch_shard_bounds, shard_bounds
 from onespike.errors import ArgumentError, ArgumentTypeError
 
 __all__ = ["Shard", "first_inputs", "shard_batches", "split_item"]
@@ -78,8 +80,16 @@ def _is_sequential(loader: tud.DataLoader[Any]) -> bool:
 
 def shard_batches(data: Any, labels: Tensor | None = None, *, batch_size: int = 256,
                   workers: int = 0, rank: int = 0, world_size: int = 1,
-                  what: str = "data") -> Shard:
-    """Rank ``rank``'s batches of ``data`` (see the module docstring)."""
+                  what: str = "data", whole_batches: bool = True) -> Shard:
+    """Rank ``rank``'s batches of ``data`` (see the module docstring). ``whole_batches``:
+    shards are made of whole batches of a one-process run
+    (:func:`~onespike.distributed.batch_shard_bounds`), else of samples."""
+
+    def bounds(n: int, size: int) -> tuple[int, int]:
+        if whole_batches:
+            return batch_shard_bounds(n, size, rank, world_size)
+        return shard_bounds(n, rank, world_size)
+
     if batch_size < 1:
         raise ArgumentError(f"batch_size must be >= 1, got {batch_size}", argument="batch_size")
     if workers < 0:
@@ -93,7 +103,7 @@ def shard_batches(data: Any, labels: Tensor | None = None, *, batch_size: int = 
             if int(labels.shape[0]) != n:
                 raise ArgumentError(f"{labels.shape[0]} labels for {n} samples",
                                     argument="labels")
-        lo, hi = shard_bounds(n, rank, world_size)
+        lo, hi = bounds(n, batch_size)
         return Shard(_slices(data, labels, lo, hi, batch_size), hi - lo, n, lo)
     if labels is not None:
         raise ArgumentError("labels go with a tensor of inputs; a dataset or a DataLoader "
@@ -110,14 +120,14 @@ def shard_batches(data: Any, labels: Tensor | None = None, *, batch_size: int = 
                 "map-style dataset in order (no shuffle, no sampler, a batch_size); pass the "
                 "dataset itself, or an iterable of this rank's own batches", argument="data")
         n = len(ds)  # type: ignore[arg-type]
-        lo, hi = shard_bounds(n, rank, world_size)
+        lo, hi = bounds(n, int(data.batch_size or 1))
         loader = tud.DataLoader(tud.Subset(ds, range(lo, hi)), batch_size=data.batch_size,
                                 num_workers=data.num_workers, collate_fn=data.collate_fn,
                                 pin_memory=data.pin_memory)
         return Shard(_iterate(loader, what), hi - lo, n, lo)
     if is_map_dataset(data):
         n = len(data)
-        lo, hi = shard_bounds(n, rank, world_size)
+        lo, hi = bounds(n, batch_size)
         part = data if (lo, hi) == (0, n) else tud.Subset(data, range(lo, hi))
         loader = tud.DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=workers)
         return Shard(_iterate(loader, what), hi - lo, n, lo)
