@@ -29,6 +29,7 @@ from onespike.analysis import (
     sweep,
 )
 from onespike.conversion import convert
+from onespike.data.stream import StreamingDataset
 from onespike.errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -36,6 +37,7 @@ from onespike.errors import (
     DatasetError,
     DatasetFormatError,
     DatasetNotFoundError,
+    DistributedError,
     FormatError,
     InputRangeError,
     MissingDependencyError,
@@ -90,6 +92,7 @@ __all__ = [
     "DatasetError",
     "DatasetFormatError",
     "DatasetNotFoundError",
+    "DistributedError",
     "Evaluation",
     "FormatError",
     "InputRangeError",
@@ -111,6 +114,7 @@ __all__ = [
     "SpikingLayer",
     "SpikingNetwork",
     "Stats",
+    "StreamingDataset",
     "UnavailableAttributeError",
     "UnknownDatasetError",
     "UnsupportedModelError",

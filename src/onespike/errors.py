@@ -29,6 +29,7 @@ working.
     ├── ModelSpecError (ValueError)         a model spec (``--model``) cannot be loaded
     ├── RebuildError (ValueError)           a TorchScript / torch.export file cannot be rebuilt
     ├── NirExportError                      something NIR cannot represent faithfully
+    ├── DistributedError (RuntimeError)     a rank of a torch.distributed run failed or differs
     └── DatasetError
         ├── DatasetNotFoundError (FileNotFoundError)
         ├── DatasetFormatError (ValueError)  (UnsafePickleError below it)
@@ -48,6 +49,7 @@ __all__ = [
     "DatasetError",
     "DatasetFormatError",
     "DatasetNotFoundError",
+    "DistributedError",
     "FormatError",
     "InputRangeError",
     "MissingDependencyError",
@@ -225,6 +227,16 @@ class ModelSpecError(OnespikeError, ValueError):
 
 class RebuildError(OnespikeError, ValueError):
     """A TorchScript or torch.export program cannot be rebuilt from ``torch.nn`` layers."""
+
+
+class DistributedError(OnespikeError, RuntimeError):
+    """A rank of a ``torch.distributed`` run failed, stopped responding or runs another
+    network / version than the others. Every rank raises it, so that all stop.
+
+    Attributes: ``rank`` (the rank that failed, None when unknown), ``cause`` (what happened
+    there, e.g. ``"DatasetFormatError: x.png: cannot read image"``), ``world_size`` and
+    ``operation`` (``"evaluate"``, ``"calibrate"``, …).
+    """
 
 
 class DatasetError(OnespikeError):

@@ -35,7 +35,7 @@ All per-layer and total numbers are means over the simulated samples.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -76,6 +76,12 @@ class LayerStats:
     edges: int = 1
     delayed_edges: int = 0
     max_delay: float = 0.0
+    #: Integer totals over the samples (spikes, routed spikes, synaptic events): the means
+    #: above are ``total / samples``, so merged stats do not depend on how the samples were
+    #: split into batches or processes. Not part of :meth:`Stats.as_dict`.
+    spike_total: int = field(default=0, repr=False)
+    routed_total: int = field(default=0, repr=False)
+    event_total: int = field(default=0, repr=False)
 
 
 @dataclass(frozen=True)
@@ -143,18 +149,17 @@ class Stats:
 
     @classmethod
     def merge(cls, parts: Sequence[Stats]) -> Stats:
-        """Combine the stats of several batches of the same network (sample-weighted means)."""
+        """Combine the stats of several batches (or processes) of the same network: the
+        integer totals are added and the means recomputed from them, so the result is the
+        same however the samples were split."""
         if not parts:
             raise ArgumentError("nothing to merge")
         total = sum(p.samples for p in parts)
-        layers = []
-        for i, first in enumerate(parts[0].layers):
-            def mean(name: str, i: int = i) -> float:
-                return sum(getattr(p.layers[i], name) * p.samples for p in parts) / max(total, 1)
-
-            layers.append(replace(first, spikes=mean("spikes"),
-                                  spikes_per_neuron=mean("spikes_per_neuron"),
-                                  routed_spikes=mean("routed_spikes"), events=mean("events")))
+        layers = [_layer_from_totals(first, total,
+                                     sum(p.layers[i].spike_total for p in parts),
+                                     sum(p.layers[i].routed_total for p in parts),
+                                     sum(p.layers[i].event_total for p in parts))
+                  for i, first in enumerate(parts[0].layers)]
         return replace(parts[0], layers=layers, samples=total)
 
     def as_dict(self) -> dict[str, Any]:
@@ -167,7 +172,8 @@ class Stats:
             "e_add_pj": self.e_add_pj,
             "e_mac_pj": self.e_mac_pj,
             "layers": [
-                {**asdict(ly), "window": list(ly.window)} for ly in self.layers
+                {**{k: v for k, v in asdict(ly).items() if not k.endswith("_total")},
+                 "window": list(ly.window)} for ly in self.layers
             ],
             "totals": {
                 "neurons": self.neurons,
@@ -224,6 +230,17 @@ class Stats:
         return self.format_table()
 
 
+def _layer_from_totals(layer: LayerStats, samples: int, spikes: int, routed: int,
+                       events: int) -> LayerStats:
+    """``layer`` with its means computed from integer totals over ``samples`` samples."""
+    mean_spikes = spikes / samples if samples else 0.0
+    return replace(layer, spikes=mean_spikes,
+                   spikes_per_neuron=mean_spikes / layer.neurons if layer.neurons else 0.0,
+                   routed_spikes=routed / samples if samples else 0.0,
+                   events=events / samples if samples else 0.0,
+                   spike_total=spikes, routed_total=routed, event_total=events)
+
+
 def _fmt_energy(pj: float) -> str:
     for unit, f in (("mJ", 1e9), ("µJ", 1e6), ("nJ", 1e3)):
         if abs(pj) >= f:
@@ -233,9 +250,11 @@ def _fmt_energy(pj: float) -> str:
 
 def measure(
     snn: SpikingNetwork,
-    x_or_sim: Tensor | SimulationResult,
+    x_or_sim: Tensor | SimulationResult | Any,
     *,
     engine: str = "event",
+    batch_size: int = 256,
+    workers: int = 0,
     e_add_pj: float = E_ADD_PJ,
     e_mac_pj: float = E_MAC_PJ,
     **simulate_options: Any,
@@ -244,14 +263,25 @@ def measure(
 
     Args:
         snn: the spiking network.
-        x_or_sim: a batch of inputs (simulated with ``engine`` and ``record=True``) or a
+        x_or_sim: a batch of inputs (simulated with ``engine`` and ``record=True``), a
             :class:`~onespike.SimulationResult` of ``snn`` with recorded spike times (any
-            engine, perturbed or not).
+            engine, perturbed or not), or a dataset / ``DataLoader`` / iterable of batches
+            (streamed ``batch_size`` samples at a time, ``workers`` loader processes; the
+            per-batch stats are merged exactly).
         engine: engine used when ``x_or_sim`` is a tensor.
         e_add_pj, e_mac_pj: energy per addition (SNN) and per MAC (ANN), picojoules.
         simulate_options: passed to :meth:`SpikingNetwork.simulate` (e.g. ``clip=True``,
             ``steps=`` for the clock engine).
     """
+    if not isinstance(x_or_sim, (Tensor, SimulationResult)):
+        from onespike.data.batching import shard_batches
+
+        shard = shard_batches(x_or_sim, batch_size=batch_size, workers=workers)
+        parts = [measure(snn, x, engine=engine, e_add_pj=e_add_pj, e_mac_pj=e_mac_pj,
+                         **simulate_options) for x, _ in shard.batches]
+        if not parts:
+            raise ArgumentError("no samples to measure")
+        return Stats.merge(parts)
     if isinstance(x_or_sim, SimulationResult):
         sim = x_or_sim
         if not sim.spike_times:
@@ -277,8 +307,8 @@ def measure(
             t_max = window[1]
             v = torch.where(fired, t_max - times,
                             torch.full_like(times, float("-inf")))
-            ev = 0.0
-            routed_total = 0.0
+            ev = 0
+            routed_total = 0
             macs = 0
             delays: list[float] = []
             targets: list[str] = []
@@ -286,26 +316,26 @@ def measure(
                 routed = torch.isfinite(pop.route(i, v))
                 aff = pop.edge_affine(i)
                 fan_out = aff.fan_out_counts().to(device=routed.device)
-                ev += float((routed.to(fan_out.dtype) * fan_out).sum())
-                routed_total += float(routed.sum())
+                fan_out = fan_out.round().to(torch.int64)  # counts: exact integer sums
+                ev += int((routed.to(torch.int64) * fan_out).sum())
+                routed_total += int(routed.sum())
                 macs += aff.macs()
                 delays.append(float(pop.edges[i].delay))
                 if pop.name not in targets:
                     targets.append(pop.name)
-            spikes = float(fired.sum()) / n if n else 0.0
-            rows.append(LayerStats(
+            rows.append(_layer_from_totals(LayerStats(
                 name=name,
                 window=(float(window[0]), float(window[1])),
                 neurons=neurons,
-                spikes=spikes,
-                spikes_per_neuron=spikes / neurons if neurons else 0.0,
-                routed_spikes=routed_total / n if n else 0.0,
+                spikes=0.0,
+                spikes_per_neuron=0.0,
+                routed_spikes=0.0,
                 target=", ".join(targets),
-                events=ev / n if n else 0.0,
+                events=0.0,
                 macs=macs,
                 edges=len(delays),
                 delayed_edges=sum(1 for d in delays if d > 0),
                 max_delay=max(delays, default=0.0),
-            ))
+            ), n, int(fired.sum()), routed_total, ev))
     return Stats(rows, n, snn.neuron, sim.engine, float(snn.latency), float(e_add_pj),
                  float(e_mac_pj))

@@ -350,9 +350,31 @@ def _fmt_value(knob: str, value: float) -> str:
 
 
 # -- the sweep ---------------------------------------------------------------------------------
+def _collect(data: Any, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """A dataset / DataLoader / iterable of batches read into ``(inputs, labels or None)``."""
+    from onespike.data.batching import shard_batches
+
+    xs: list[Tensor] = []
+    ys: list[Tensor] = []
+    unlabelled = False
+    for xb, yb in shard_batches(data, labels, what="sweep data").batches:
+        xs.append(xb)
+        if yb is None:
+            unlabelled = True
+        else:
+            ys.append(yb.reshape(-1))
+    if not xs:
+        raise ArgumentError("no samples to sweep")
+    y = None if unlabelled or not ys else torch.cat(ys)
+    if y is not None and bool((y < 0).any()):
+        y = None
+    return torch.cat(xs), y
+
+
+
 def sweep(
     snn: SpikingNetwork,
-    x: Tensor,
+    x: Tensor | Any,
     labels: Tensor | None,
     knob: str,
     values: Sequence[float],
@@ -370,6 +392,9 @@ def sweep(
     Args:
         snn: the converted network.
         x: inputs (a batch); ``labels`` their classes (None: accuracy is reported as NaN).
+            A dataset, a ``DataLoader`` or an iterable of ``(input, label)`` batches works
+            too (pass ``labels=None``): it is read once into a batch (every run of the sweep
+            simulates the same samples), its labels taken from it.
         knob: one of :data:`KNOBS`.
         values: knob values (bits knobs: integers, 0 = off; zeta > −1).
         seeds: number of seeds (0 … n−1) or the seeds themselves.
@@ -391,6 +416,8 @@ def sweep(
         raise ArgumentError("give at least one seed")
     if engine not in ("event", "clock"):
         raise ArgumentError(f"engine must be 'event' or 'clock' for perturbed runs, got {engine!r}")
+    if not isinstance(x, Tensor):
+        x, labels = _collect(x, labels)
     with torch.no_grad():
         ref = snn.reference(x, clip=clip)[-1]
     ref_pred = ref.reshape(ref.shape[0], -1).argmax(dim=1)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from onespike._version import __version__
 from onespike.conversion.calibrate import calibrate, iter_inputs
 from onespike.conversion.fold import fold
 from onespike.conversion.mapping import build_layers, window_sizes
 from onespike.conversion.scale import scale_for_model_a
 from onespike.conversion.trace import to_graph, validate_and_trace
+from onespike.data.batching import first_inputs, shard_batches
+from onespike.distributed import Coordinator, model_fingerprint, shard_bounds
 from onespike.errors import ArgumentError, ArgumentTypeError, CalibrationError
 from onespike.network.snn import SpikingNetwork, check_normalization
 from onespike.simulation.neurons import NEURON_MODELS, get_neuron
@@ -57,6 +60,8 @@ def convert(
     clip: bool = False,
     progress: bool = True,
     normalization: tuple[Any, Any] | None = None,
+    batch_size: int = 256,
+    workers: int = 0,
 ) -> SpikingNetwork:
     """Convert a trained ReLU network into an exact single-spike network.
 
@@ -64,8 +69,11 @@ def convert(
         model: an ``nn.Module`` made of supported layers (see the README). It is converted
             with its inference behaviour: a model left in training mode is converted as in
             ``model.eval()`` (with a warning; the model itself is not modified).
-        calibration: model inputs used to size the time windows — a tensor, or an iterable
-            of tensors or of ``(input, label)`` batches (a DataLoader works).
+        calibration: model inputs used to size the time windows — a tensor, an in-memory
+            :class:`~onespike.data.Dataset`, a map-style ``torch.utils.data.Dataset`` of
+            ``(input, label)`` items (e.g. ``load_dataset(..., stream=True)``, read
+            ``batch_size`` items at a time with ``workers`` loader processes), a
+            ``DataLoader``, or an iterable of tensors or of ``(input, label)`` batches.
         input_range: ``(p, q)`` — scalars, per-channel sequences or full maps — bounding the
             values the model's input takes (e.g. ``((0-m)/s, (1-m)/s)`` after
             ``Normalize(m, s)``).
@@ -80,6 +88,14 @@ def convert(
             (``snn.normalization``, saved with it, applied by ``snn.normalize(images)`` and the
             CLI), and when ``input_range`` is left at its default the range becomes
             ``((0 − mean)/std, (1 − mean)/std)``.
+        batch_size, workers: how a dataset is read (a tensor is one batch).
+
+    With an initialised ``torch.distributed`` process group of several processes, every rank
+    calls ``convert`` with the same model and calibration data: each calibrates its contiguous
+    shard, the per-population maxima are all-reduced (MAX), and every rank returns the network
+    a single process would build — bit-identical windows, byte-identical saved file. The
+    ranks first check that they convert the same model (a hash) with the same versions and
+    data size; a failure on any rank raises :class:`~onespike.DistributedError` on all.
 
     Raises:
         UnsupportedOperationError: an operation cannot be mapped (raised before any
@@ -106,18 +122,38 @@ def convert(
             stacklevel=2,
         )
     device, model_dtype = _model_device_dtype(model)
-    batches = iter_inputs(calibration)
-    try:
-        first = next(batches)
-    except StopIteration:
-        raise CalibrationError(
-            "the calibration set is empty; pass a tensor or batches of representative inputs"
-        ) from None
+    coord = Coordinator("calibrate")
+    first = first_inputs(calibration, 2)
+    total: int | None = None
+    size: int | None = None
+    if first is None:  # a one-shot iterable of batches: this rank's own share
+        batches = iter_inputs(calibration)
+        try:
+            first = next(batches)
+        except StopIteration:
+            raise CalibrationError(
+                "the calibration set is empty; pass a tensor or batches of representative "
+                "inputs") from None
+        shard: Iterator[Tensor] = itertools.chain([first], batches)
+    else:
+        if isinstance(calibration, Tensor) and calibration.dim() >= 1:
+            lo, hi = shard_bounds(int(calibration.shape[0]), coord.rank, coord.world_size)
+            batch_size = max(1, hi - lo)  # a tensor is calibrated as one batch
+        part = shard_batches(calibration, batch_size=batch_size, workers=workers,
+                             rank=coord.rank, world_size=coord.world_size,
+                             what="calibration", whole_batches=False)
+        shard, total, size = (x for x, _ in part.batches), part.size, part.total
     if first.dim() < 1 or first.shape[0] == 0:
         raise CalibrationError(
             f"calibration batch has shape {tuple(first.shape)}; expected (batch, ...) with at "
             "least one sample"
         )
+    coord.check_same({
+        "onespike": __version__, "torch": torch.__version__,
+        "model": model_fingerprint(model), "neuron": neuron, "zeta": zeta, "dtype": str(dtype),
+        "clip": clip, "calibration_shape": tuple(first.shape[1:]),
+        "calibration_samples": size,  # None: each rank's own iterable
+    })
     sample = first[:2].to(device=device, dtype=model_dtype if first.is_floating_point()
                           else first.dtype)
     flags = {m: m.training for m in gm.modules()}
@@ -159,7 +195,8 @@ def convert(
     def encode(x: Tensor, name: str) -> Tensor:
         return probe.encode(x, clip=clip, name=name)
 
-    X, count = calibrate(folded, itertools.chain([first], batches), encode, progress=progress)
+    X, count = calibrate(folded, shard, encode, progress=progress, total=total,
+                         coordinator=coord)
     layers = build_layers(folded, X, neuron, zeta)
     meta = {"calibration_samples": count, "model": type(model).__name__}
     return SpikingNetwork(layers, input_shape=input_shape, input_low=low, input_high=high,

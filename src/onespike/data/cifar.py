@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from onespike.data.dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
+from onespike.data.stream import ArrayStream
 from onespike.errors import ArgumentError
 
 __all__ = ["SafeUnpickler", "UnsafePickleError", "archive_classes", "load_cifar", "safe_loads"]
@@ -247,7 +248,8 @@ def load_cifar(
     *,
     num_classes: int = 10,
     limit: int | None = None,
-) -> Dataset:
+    stream: bool = False,
+) -> Dataset | ArrayStream:
     """Load CIFAR-10 or CIFAR-100 as 3×32×32 float32 images in [0, 1] and int64 labels.
 
     Args:
@@ -255,6 +257,8 @@ def load_cifar(
         split: ``"train"`` (50,000 images) or ``"test"`` (10,000 images).
         num_classes: 10 (CIFAR-10) or 100 (CIFAR-100, fine labels).
         limit: keep only the first ``limit`` samples (later batches are not decoded).
+        stream: return an :class:`~onespike.data.stream.ArrayStream` (the uint8 pixels,
+            converted to float32 one image per item) instead of float32 tensors.
 
     Raises:
         DatasetNotFoundError: the path or a batch file is missing.
@@ -291,5 +295,9 @@ def load_cifar(
     y = np.concatenate(ys) if ys else np.zeros((0,), np.int64)
     if limit is not None:
         x, y = x[:limit], y[:limit]
+    if stream:
+        return ArrayStream(np.ascontiguousarray(x.reshape(-1, 3, 32, 32)), torch.from_numpy(y),
+                           classes,
+                           f"cifar{num_classes}/{split}")
     images = torch.from_numpy(x.reshape(-1, 3, 32, 32).astype(np.float32) / np.float32(255.0))
     return Dataset(images, torch.from_numpy(y), classes, f"cifar{num_classes}/{split}", (0.0, 1.0))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from onespike.data.dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
+from onespike.data.stream import ArrayStream
 
 __all__ = ["CLASSES", "DEFAULT_ROOT", "load_fashion_mnist", "read_idx"]
 
@@ -121,13 +122,16 @@ def load_fashion_mnist(
     *,
     root: str | os.PathLike[str] | None = None,
     limit: int | None = None,
-) -> Dataset:
+    stream: bool = False,
+) -> Dataset | ArrayStream:
     """Load a Fashion-MNIST split as 1×28×28 float32 images in [0, 1] and int64 labels.
 
     Args:
         split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
         root: folder with the IDX files; defaults to ``/usr/share/datasets/fashion-mnist``.
         limit: keep only the first ``limit`` samples.
+        stream: return an :class:`~onespike.data.stream.ArrayStream` (the uint8 pixels,
+            converted to float32 one image per item) instead of float32 tensors.
 
     Raises:
         DatasetNotFoundError: the folder or a file is missing (the message says how to install).
@@ -158,6 +162,9 @@ def load_fashion_mnist(
         raise DatasetFormatError(f"{label_path}: label {int(labels.max())} out of range 0..9")
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
+    if stream:
+        return ArrayStream(images[:, None], torch.from_numpy(labels.astype(np.int64)), CLASSES,
+                           f"fashion-mnist/{split}")
     x = torch.from_numpy(images.astype(np.float32) / np.float32(255.0)).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
     return Dataset(x, y, list(CLASSES), f"fashion-mnist/{split}", (0.0, 1.0))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from onespike.data.dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
+from onespike.data.stream import ImageFolderStream, _normalise
 from onespike.errors import ArgumentError, MissingDependencyError
 
 __all__ = ["IMAGE_EXTENSIONS", "list_images", "load_imagefolder"]
@@ -111,6 +112,22 @@ def _open_rgb(path: Path, resize: int | None, center_crop: int | tuple[int, int]
     return np.asarray(img, dtype=np.uint8)
 
 
+def _check_normalize(normalize: tuple[Sequence[float], Sequence[float]] | None
+                     ) -> tuple[tuple[list[float], list[float]] | None, tuple[float, float]]:
+    """``((mean, std) as 3 values each, input range)`` of ``normalize`` (checked)."""
+    if normalize is None:
+        return None, (0.0, 1.0)
+    mean = torch.as_tensor(normalize[0], dtype=torch.float32).reshape(-1)
+    std = torch.as_tensor(normalize[1], dtype=torch.float32).reshape(-1)
+    if mean.numel() not in (1, 3) or std.numel() not in (1, 3):
+        raise ArgumentError("normalize needs (mean, std) with 1 or 3 values each")
+    if bool((std <= 0).any()):
+        raise ArgumentError(f"normalize std must be positive, got {std.tolist()}")
+    mean3, std3 = mean.expand(3), std.expand(3)
+    input_range = (float(((0.0 - mean3) / std3).min()), float(((1.0 - mean3) / std3).max()))
+    return (mean3.tolist(), std3.tolist()), input_range
+
+
 def load_imagefolder(
     root: str | os.PathLike[str],
     split: str = "test",
@@ -119,7 +136,8 @@ def load_imagefolder(
     resize: int | None = None,
     center_crop: int | tuple[int, int] | None = None,
     normalize: tuple[Sequence[float], Sequence[float]] | None = None,
-) -> Dataset:
+    stream: bool = False,
+) -> Dataset | ImageFolderStream:
     """Load an image folder as float32 RGB images (3×H×W) in [0, 1] and int64 labels.
 
     Args:
@@ -131,6 +149,9 @@ def load_imagefolder(
         center_crop: crop the central ``size`` (int or ``(height, width)``) pixels.
         normalize: ``(mean, std)`` per channel; images become ``(x - mean) / std`` and
             ``input_range`` is widened to cover the normalised range of [0, 1].
+        stream: return an :class:`~onespike.data.stream.ImageFolderStream` that reads and
+            decodes one image per item (memory independent of the number of images; a
+            file that cannot be read or differs in size raises when its item is read).
 
     Raises:
         DatasetNotFoundError: the folder does not exist or holds no images.
@@ -145,6 +166,11 @@ def load_imagefolder(
     paths, labels, classes = list_images(folder)
     if limit is not None:
         paths, labels = paths[:limit], labels[:limit]
+    if stream:
+        norm, input_range = _check_normalize(normalize)
+        return ImageFolderStream(paths, labels, classes, f"imagefolder:{folder.name}",
+                                 resize=resize, center_crop=center_crop, normalize=norm,
+                                 input_range=input_range)
     arrays = [_open_rgb(p, resize, center_crop) for p in paths]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
@@ -157,20 +183,9 @@ def load_imagefolder(
     else:
         x = torch.zeros((0, 3, 1, 1))
     x = x.contiguous()
-    input_range = (0.0, 1.0)
-    if normalize is not None:
-        mean = torch.as_tensor(normalize[0], dtype=torch.float32).reshape(-1)
-        std = torch.as_tensor(normalize[1], dtype=torch.float32).reshape(-1)
-        if mean.numel() not in (1, 3) or std.numel() not in (1, 3):
-            raise ArgumentError("normalize needs (mean, std) with 1 or 3 values each")
-        if bool((std <= 0).any()):
-            raise ArgumentError(f"normalize std must be positive, got {std.tolist()}")
-        mean3, std3 = mean.expand(3), std.expand(3)
-        x = (x - mean3[None, :, None, None]) / std3[None, :, None, None]
-        input_range = (
-            float(((0.0 - mean3) / std3).min()),
-            float(((1.0 - mean3) / std3).max()),
-        )
+    norm, input_range = _check_normalize(normalize)
+    if norm is not None:
+        x = _normalise(x, norm)
     return Dataset(
         x,
         torch.tensor(labels, dtype=torch.int64),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from onespike.data.dataset import (
     Dataset,
@@ -12,6 +12,7 @@ from onespike.data.dataset import (
     UnknownDatasetError,
     check_split,
 )
+from onespike.data.stream import StreamingDataset
 from onespike.errors import ArgumentError
 
 __all__ = ["DATASET_NAMES", "load_dataset"]
@@ -85,14 +86,23 @@ def _guess_from_path(path: Path) -> str | None:
     return "imagefolder"
 
 
+@overload
+def load_dataset(name_or_path: str, split: str = ..., *, limit: int | None = ...,
+                 root: str | None = ..., stream: Literal[False] = ..., **options: Any
+                 ) -> Dataset: ...
+@overload
+def load_dataset(name_or_path: str, split: str = ..., *, limit: int | None = ...,
+                 root: str | None = ..., stream: bool, **options: Any
+                 ) -> Dataset | StreamingDataset: ...
 def load_dataset(
     name_or_path: str,
     split: str = "test",
     *,
     limit: int | None = None,
     root: str | None = None,
+    stream: bool = False,
     **options: Any,
-) -> Dataset:
+) -> Dataset | StreamingDataset:
     """Load a dataset by name, or by the path of its folder / archive.
 
     Args:
@@ -104,6 +114,9 @@ def load_dataset(
         limit: keep only the first ``limit`` samples (deterministic).
         root: where the files are; required for ``cifar10``, ``cifar100`` and ``imagefolder``;
             optional for ``fashion-mnist`` (default ``/usr/share/datasets/fashion-mnist``).
+        stream: return a :class:`~onespike.data.stream.StreamingDataset` (a
+            ``torch.utils.data.Dataset`` decoding one image per item) for image folders,
+            CIFAR and Fashion-MNIST; the digits (1,797 8×8 images) stay in memory.
         **options: passed to the loader (e.g. ``resize``, ``center_crop``, ``normalize`` for
             image folders; ``seed`` for digits).
 
@@ -150,7 +163,7 @@ def load_dataset(
     if name == "fashion-mnist":
         from onespike.data.fashion_mnist import load_fashion_mnist
 
-        return load_fashion_mnist(split, root=root, limit=limit, **options)
+        return load_fashion_mnist(split, root=root, limit=limit, stream=stream, **options)
     if name in ("cifar10", "cifar100"):
         from onespike.data.cifar import load_cifar
 
@@ -160,11 +173,12 @@ def load_dataset(
                 argument="root", params=("root",),
             )
         return load_cifar(
-            root, split, num_classes=10 if name == "cifar10" else 100, limit=limit, **options
+            root, split, num_classes=10 if name == "cifar10" else 100, limit=limit, stream=stream,
+            **options
         )
     from onespike.data.imagefolder import load_imagefolder
 
     if root is None:
         raise ArgumentError("imagefolder needs {root} (a folder of <class>/<image> files)",
                             argument="root", params=("root",))
-    return load_imagefolder(root, split, limit=limit, **options)
+    return load_imagefolder(root, split, limit=limit, stream=stream, **options)

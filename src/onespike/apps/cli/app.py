@@ -104,7 +104,42 @@ def main(debug: bool, quiet: bool, threads: int) -> None:
     onespike info net.onespike
     onespike --threads 2 convert …        more CPU threads (default 1)
     """
-    _set_threads(click.get_current_context(), threads)
+    ctx = click.get_current_context()
+    _set_threads(ctx, threads)
+    _init_distributed(ctx)
+
+
+#: Commands that spread over the processes of a ``torchrun`` launch.
+DISTRIBUTED_COMMANDS = ("evaluate", "convert")
+
+
+def _init_distributed(ctx: click.Context) -> None:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1): join the process group (gloo on CPU, NCCL on
+    CUDA; :func:`onespike.distributed.init_from_env`), left when the command ends; every rank
+    but 0 prints nothing on stdout (errors still go to stderr). Other commands than
+    :data:`DISTRIBUTED_COMMANDS` are refused: they would only repeat the same work."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return
+    sub = ctx.invoked_subcommand
+    if sub not in DISTRIBUTED_COMMANDS:
+        raise click.UsageError(f"'onespike {sub}' runs in one process; under torchrun only "
+                               f"{' and '.join(DISTRIBUTED_COMMANDS)} spread over processes")
+    import torch.distributed as dist
+
+    from onespike.distributed import init_from_env, world
+
+    if init_from_env():
+        ctx.call_on_close(dist.destroy_process_group)
+    if world()[0] != 0:
+        quiet = open(os.devnull, "w")
+        old = sys.stdout
+        sys.stdout = quiet
+
+        def restore() -> None:
+            sys.stdout = old
+            quiet.close()
+
+        ctx.call_on_close(restore)
 
 
 def _set_threads(ctx: click.Context, threads: int) -> None:

@@ -12,6 +12,7 @@ from onespike.apps.cli.options import (
     json_flag,
     network_options,
     root_option,
+    workers_option,
 )
 from onespike.apps.cli.report import echo_json
 from onespike.apps.cli.resolve import check_output_file, resolve_network, save_network
@@ -23,6 +24,7 @@ __all__ = ["convert"]
 @network_options(snn=False)
 @conversion_options()
 @root_option()
+@workers_option()
 @clip_option()
 @click.option("--out", "out", type=click.Path(dir_okay=False), default="snn.onespike",
               show_default=True, help="Where to write the spiking network.")
@@ -32,11 +34,17 @@ def convert(out: str, as_json: bool, **opts: Any) -> None:
 
     Example: onespike convert --model mypkg.nets:make_cnn --weights cnn.safetensors
     --calibration digits --out cnn.onespike
+
+    Under torchrun (torchrun --nproc-per-node N --no-python onespike convert …) every process
+    calibrates its share of the calibration data and the maxima are all-reduced: the file
+    rank 0 writes is byte-identical to a one-process conversion.
     """
+    from onespike.distributed import world
+
     check_output_file(out)
     src = resolve_network(opts)
     snn = src.snn
-    path = save_network(snn, out)
+    path = save_network(snn, out) if world()[0] == 0 else out  # rank 0 alone writes
     summary = snn.summary()
     if as_json:
         echo_json({"file": str(path), **summary})

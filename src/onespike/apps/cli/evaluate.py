@@ -15,7 +15,7 @@ from onespike.apps.cli.options import (
     network_options,
 )
 from onespike.apps.cli.report import echo_json, results_rows, table
-from onespike.apps.cli.resolve import progress_enabled, resolve_data, resolve_network
+from onespike.apps.cli.resolve import progress_enabled, resolve_network, resolve_stream
 
 __all__ = ["evaluate"]
 
@@ -40,18 +40,33 @@ def evaluate(batch_size: int, engine: str, as_json: bool, **opts: Any) -> None:
     The conversion options (--calibration … --dtype) apply when --model is converted (no
     --snn; calibration default: the --dataset train split). --normalize also normalises the
     evaluation data; a network converted with --normalize remembers it.
+
+    Image folders, CIFAR and Fashion-MNIST are streamed (--batch-size images at a time, read
+    by --workers processes): memory does not grow with the number of images.
+
+    \b
+    Under torchrun every process evaluates a contiguous share and the counts are reduced;
+    rank 0 prints the one-process result (plus world_size and shard_sizes):
+    torchrun --standalone --nproc-per-node 4 --no-python onespike evaluate --snn net.onespike
     """
     from onespike.analysis.evaluation import evaluate as run_evaluation
 
     if not opts.get("snn_file") and opts.get("model") and not opts.get("dataset"):
         raise click.UsageError("--dataset is required with --model (its train split is also "
                                "the calibration data unless --calibration says otherwise)")
+    from onespike.data import StreamingDataset
+    from onespike.distributed import collective_device, is_distributed
+
     src = resolve_network(opts)
-    data, images = resolve_data(opts, src)
-    snn = src.snn
-    ev = run_evaluation(snn, images, data.labels, model=src.model, engine=engine,
+    data, images = resolve_stream(opts, src)
+    snn, model = src.snn, src.model
+    if is_distributed() and collective_device().type == "cuda":  # pragma: no cover - GPUs
+        snn = snn.to(collective_device())
+        model = None if model is None else model.to(collective_device())
+    labels = None if isinstance(images, StreamingDataset) else data.labels
+    ev = run_evaluation(snn, images, labels, model=model, engine=engine,
                         batch_size=batch_size, clip=opts.get("clip", False),
-                        progress=progress_enabled())
+                        progress=progress_enabled(), workers=opts.get("workers") or 0)
     if as_json:
         d = ev.as_dict()
         d.update({"dataset": data.name, "latency": snn.latency,

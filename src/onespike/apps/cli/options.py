@@ -31,6 +31,7 @@ __all__ = [
     "json_flag",
     "network_options",
     "root_option",
+    "workers_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -126,9 +127,18 @@ def root_option() -> Callable[[F], F]:
                         ".tar.gz archive.")
 
 
+def workers_option() -> Callable[[F], F]:
+    return click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+                        metavar="N",
+                        help="Data-loader worker processes that read and decode the images "
+                        "(0: this process).")
+
+
 def data_options(*, limit: int | None, what: str = "Use") -> Callable[[F], F]:
-    """``--dataset``, ``--split``, ``--limit N`` (also ``--samples N``), ``--root``."""
+    """``--dataset``, ``--split``, ``--limit N`` (also ``--samples N``), ``--root``,
+    ``--workers N``."""
     return _stack([
+        workers_option(),
         click.option("--dataset", help="The data: " + ", ".join(DATASET_NAMES)
                      + " or a dataset folder. Default: the dataset the network was "
                      "calibrated on (digits with --demo)."),

@@ -63,7 +63,11 @@ def results_rows(ev: Any, latency: float) -> list[tuple[str, str]]:
             ("synaptic events", f"{st.events:,.0f} per sample  (ANN: {st.macs:,} MACs)"),
         ]
     rows += [("latency", f"{latency:.4g} τ_c"),
-             ("simulation time", f"{ev.snn_seconds:.2f} s")]
+             ("simulation time", f"{ev.snn_seconds:.2f} s"
+              + (f" (summed over {ev.world_size} processes)" if ev.world_size > 1 else ""))]
+    if ev.world_size > 1 and ev.shard_sizes is not None:
+        rows.append(("processes", f"{ev.world_size} (samples per rank: "
+                     f"{', '.join(map(str, ev.shard_sizes))})"))
     return rows
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "progress_enabled",
     "resolve_data",
     "resolve_network",
+    "resolve_stream",
     "save_network",
 ]
 
@@ -149,13 +150,15 @@ def _apply_normalization(images: Any, norm: tuple[list[float], list[float]] | No
 
 
 # -- data -------------------------------------------------------------------------------------
-def load_data(name_or_path: str, split: str, limit: int | None, root: str | None) -> Any:
+def load_data(name_or_path: str, split: str, limit: int | None, root: str | None,
+              stream: bool = False) -> Any:
     """:func:`onespike.data.load_dataset`; a dataset that needs ``--root`` without one (or a
-    path and ``--root`` both) is a usage error, worded with the option."""
+    path and ``--root`` both) is a usage error, worded with the option. ``stream``: a
+    :class:`~onespike.data.StreamingDataset` where the loader can stream (not the digits)."""
     from onespike.data import load_dataset
 
     try:
-        return load_dataset(name_or_path, split, limit=limit, root=root)
+        return load_dataset(name_or_path, split, limit=limit, root=root, stream=stream)
     except ArgumentError as exc:
         if exc.facts.get("argument") == "root":
             raise click.UsageError(exc.render(cli_spelling)) from None
@@ -174,17 +177,35 @@ def _calibration_data(opts: dict[str, Any], default: str | None
         x = load_tensor_file(spec)[: opts["calibration_samples"]]
         return x, f"{spec} ({x.shape[0]} samples)", None
     ds = load_data(spec, opts.get("calibration_split", "train"), opts["calibration_samples"],
-                   opts.get("root"))
-    x = _apply_normalization(ds.images, _normalization(opts))
+                   opts.get("root"), stream=True)
+    x = _normalized(ds, _normalization(opts))
     return x, f"{ds.name} ({len(ds)} samples)", ds.input_range
+
+
+def _normalized(ds: Any, norm: tuple[list[float], list[float]] | None) -> Any:
+    """The images of ``ds`` normalised with ``norm``: a tensor for an in-memory dataset, a
+    streaming dataset normalising each item for a streaming one."""
+    from onespike.data import StreamingDataset
+
+    if isinstance(ds, StreamingDataset):
+        if norm is not None:
+            c = ds.input_shape[0]
+            if len(norm[0]) not in (1, c) or len(norm[1]) not in (1, c):
+                raise click.UsageError(f"--normalize has {len(norm[0])} value(s) but the "
+                                       f"images have {c} channel(s)")
+        return ds.with_normalization(norm)
+    return _apply_normalization(ds.images, norm)
 
 
 def _check_model_accepts(model: Any, calib: Any, desc: str) -> None:
     """Run the model on one calibration sample: a clean error for a shape mismatch."""
     import torch
 
+    from onespike.data.batching import first_inputs
     from onespike.errors import CalibrationError
 
+    head = first_inputs(calib, 1)
+    calib = head if head is not None else calib
     if calib.dim() < 1 or calib.shape[0] == 0:
         raise CalibrationError(f"calibration data {desc} is empty", data=desc)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), calib.dtype)
@@ -232,12 +253,12 @@ def convert_model(model: Any, opts: dict[str, Any], calibration: str | None
     snn = convert(model, calib, input_range=(low, high), zeta=opts.get("zeta", 0.5),
                   neuron=opts.get("neuron", "alpha"), dtype=dtype,
                   clip=opts.get("clip", False), progress=progress_enabled(),
-                  normalization=_normalization(opts))
+                  normalization=_normalization(opts), workers=opts.get("workers") or 0)
     snn.meta["calibration"] = calib_desc
     spec = opts.get("calibration") or calibration
     if spec and not Path(spec).suffix:
         snn.meta["dataset"] = spec
-    return snn, int(calib.shape[0])
+    return snn, int(snn.meta["calibration_samples"])
 
 
 def _refuse_conversion_options() -> None:
@@ -327,7 +348,36 @@ def _warn_range_mismatch(snn: Any, images: Any, name: str) -> None:
             "(--normalize MEAN STD, or convert with the data's own range)", err=True)
 
 
-def resolve_data(opts: dict[str, Any], src: NetworkSource) -> tuple[Any, Any]:
+def resolve_stream(opts: dict[str, Any], src: NetworkSource) -> tuple[Any, Any]:
+    """``(dataset, data)`` as :func:`resolve_data`, but streamed where the loader can
+    (image folders, CIFAR, Fashion-MNIST): ``data`` is a dataset of ``(image, label)``
+    items normalised as the network expects, read batch by batch (``--workers``), so that
+    memory does not grow with the number of images. The range check looks at the first
+    images."""
+    from onespike.analysis.evaluation import check_input_shape
+    from onespike.data import StreamingDataset
+    from onespike.data.batching import first_inputs
+
+    dataset = opts.get("dataset") or src.dataset
+    if not dataset:
+        where = f"{src.file} does not record" if src.file else "the network does not record"
+        raise click.UsageError(f"--dataset is required ({where} its dataset)")
+    data = load_data(dataset, opts.get("split", "test"), opts.get("limit"), opts.get("root"),
+                     stream=True)
+    if not isinstance(data, StreamingDataset):
+        return resolve_data(opts, src, data)
+    if len(data):
+        check_input_shape(src.snn, data.input_shape, f"dataset {data.name}")
+    norm = _evaluation_normalization(opts, src.snn)
+    stream = _normalized(data, norm)
+    head = first_inputs(stream, 4)
+    if head is not None:
+        _warn_range_mismatch(src.snn, head, data.name)
+    return data, stream
+
+
+def resolve_data(opts: dict[str, Any], src: NetworkSource, data: Any = None
+                 ) -> tuple[Any, Any]:
     """``(dataset, images)``: the data the options name (default: the network's own dataset),
     its images normalised as the network expects; shapes checked, a range mismatch warned."""
     from onespike.analysis.evaluation import check_input_shape
@@ -336,7 +386,9 @@ def resolve_data(opts: dict[str, Any], src: NetworkSource) -> tuple[Any, Any]:
     if not dataset:
         where = f"{src.file} does not record" if src.file else "the network does not record"
         raise click.UsageError(f"--dataset is required ({where} its dataset)")
-    data = load_data(dataset, opts.get("split", "test"), opts.get("limit"), opts.get("root"))
+    if data is None:
+        data = load_data(dataset, opts.get("split", "test"), opts.get("limit"),
+                         opts.get("root"))
     check_input_shape(src.snn, tuple(data.images.shape[1:]), f"dataset {data.name}")
     norm = _evaluation_normalization(opts, src.snn)
     images = (src.snn.normalize(data.images) if src.snn.normalization is not None
