@@ -40,7 +40,8 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -206,6 +207,22 @@ class Coordinator:
         text = self._store.get(f"{self._key}/failed").decode("utf-8", "replace")
         rank, _, cause = text.partition("\t")
         return self._error(int(rank), cause)
+
+    @contextmanager
+    def loop(self, bar: Any) -> Iterator[None]:
+        """The shard loop of every rank: an exception inside (locally: re-raised at once) is
+        posted for the other ranks; ``bar`` (a progress bar) is closed; then the end barrier
+        (:meth:`finish`) runs."""
+        error: Exception | None = None
+        try:
+            yield
+        except Exception as exc:
+            if not self.active:
+                raise
+            error = exc
+        finally:
+            bar.close()
+        self.finish(error)
 
     def finish(self, exc: BaseException | None = None) -> None:
         """The end barrier: post "done" (or ``exc``), wait until every rank has, and raise

@@ -183,19 +183,11 @@ def evaluate(
             and not (shard.size is not None and shard.size <= batch_size))
     bar = tqdm(total=shard.size, desc=f"evaluating ({engine})", unit="sample",
                unit_scale=True, leave=False, disable=not show)
-    error: Exception | None = None
-    try:
+    with coord.loop(bar):
         for x, y in shard.batches:
             coord.poll()
             tally.add(snn, x, y, model, engine, clip, activity)
             bar.update(int(x.shape[0]))
-    except Exception as exc:
-        if not coord.active:
-            raise
-        error = exc
-    finally:
-        bar.close()
-    coord.finish(error)
     parts = coord.gather(tally)
     return _combine(parts, engine, model is not None)
 

@@ -67,26 +67,17 @@ def calibrate(
     count = 0
     bar = tqdm(total=total, desc="calibrating", unit="sample", unit_scale=True, leave=False,
                disable=not progress or coord.rank != 0)
-    error: Exception | None = None
-    try:
-        with torch.no_grad():
-            for x in batches:
-                coord.poll()
-                xhat = encode(x, name="calibration batch")
-                if xhat.shape[0] == 0:
-                    continue
-                for name, v in folded.run(xhat):
-                    if name in maxima:
-                        maxima[name] = max(maxima[name], float(v.max()))
-                count += int(xhat.shape[0])
-                bar.update(int(xhat.shape[0]))
-    except Exception as exc:
-        if not coord.active:
-            raise
-        error = exc
-    finally:
-        bar.close()
-    coord.finish(error)
+    with coord.loop(bar), torch.no_grad():
+        for x in batches:
+            coord.poll()
+            xhat = encode(x, name="calibration batch")
+            if xhat.shape[0] == 0:
+                continue
+            for name, v in folded.run(xhat):
+                if name in maxima:
+                    maxima[name] = max(maxima[name], float(v.max()))
+            count += int(xhat.shape[0])
+            bar.update(int(xhat.shape[0]))
     names = list(maxima)
     maxima = dict(zip(names, coord.max_floats([maxima[k] for k in names])))
     (count,) = coord.sum_ints([count])
