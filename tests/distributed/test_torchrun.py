@@ -78,3 +78,31 @@ def test_a_bad_file_stops_every_rank_and_nothing_is_written(work: Path) -> None:
 def test_commands_that_do_not_spread_are_refused(work: Path) -> None:
     res = torchrun(2, ["info", "one.onespike"], work)
     assert res.returncode != 0 and "runs in one process" in res.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_multi_node_launch_form_and_python_m(work: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The multi-machine form (c10d rendezvous, here one node on localhost) with
+    ``-m onespike`` instead of the console script gives the one-process result."""
+    import sys
+
+    if not (work / "one.onespike").exists():
+        one_process([*CONVERT, "--out", "one.onespike"], work, monkeypatch)
+    single = json.loads(one_process(EVALUATE, work, monkeypatch))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+           "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+           "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", "onespike-test",
+           "-m", "onespike", *EVALUATE]
+    res = subprocess.run(cmd, cwd=work, env=cli_env(), capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert comparable(got) == comparable(single) and got["world_size"] == 2
