@@ -128,8 +128,8 @@ def vgg16_224(images: int) -> dict[str, Any]:
             layers += [nn.Conv2d(c, int(v), 3, padding=1), nn.ReLU()]
             c = int(v)
     # the classifier in its convolutional form (the same maps as Linear 25088→4096→4096→
-    # 1000: a 7×7 conv and two 1×1 convs); the Linear form is refused by the folding pass
-    # (the max pool 14→7 composed into the 25088-input Linear fails its probe check)
+    # 1000: a 7×7 conv and two 1×1 convs), as in the committed result; the Linear form
+    # converts as well since the flatten-into-Linear fix of the folding pass
     model = VGG(nn.Sequential(*layers), nn.Sequential(
         nn.Conv2d(512, 4096, 7), nn.ReLU(), nn.Conv2d(4096, 4096, 1), nn.ReLU(),
         nn.Conv2d(4096, 1000, 1), nn.Flatten())).eval()

@@ -210,3 +210,25 @@ def test_no_population_is_left_unread() -> None:
                                                         range(len(snn.hidden_layers))]
         with torch.no_grad():
             assert float((snn(x) - model(x)).abs().max()) < 1e-10
+
+
+def test_flatten_into_a_linear_too_large_to_compose_is_the_linear_itself() -> None:
+    """A max pool, a flatten and a Linear whose dense composition exceeds DENSE_LIMIT
+    (25,088 × 512 here, as VGG-16's 25,088 × 4,096 classifier): the edge is the flatten route
+    and the Linear's own weight — refused before as 'not one Linear/Conv'."""
+    from onespike.conversion.fold import DENSE_LIMIT
+
+    torch.manual_seed(0)
+    first = nn.Linear(512 * 7 * 7, 512)
+    assert first.in_features * first.out_features > DENSE_LIMIT
+    model = nn.Sequential(nn.Conv2d(3, 512, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), first, nn.ReLU(), nn.Linear(512, 10)).double().eval()
+    x = torch.rand(3, 3, 14, 14, dtype=torch.float64)
+    snn = onespike.convert(model, x, progress=False)
+    edge = snn.layers[1].edges[0]
+    assert [type(r).__name__ for r in edge.routes] == ["MaxPoolRoute", "ReshapeRoute"]
+    assert tuple(snn.layers[1].edge_affine(0).weight.shape) == (512, 25088)  # not composed
+    with torch.no_grad():
+        ref = model(x)
+    out = snn(x)
+    assert float((out - ref).abs().max()) <= 1e-9 * float(ref.abs().max())

@@ -433,12 +433,26 @@ def _conv_plan(ops: list[_Op], in_shape: tuple[int, ...]) -> bool:
     return True
 
 
+def _flatten_linear(ops: list[_Op]) -> bool:
+    """``ops`` are reshapes and then one Linear: the Linear itself, read through a flatten
+    route (reshapes keep the C order of the values, so any chain of them ending 1-d is the
+    flatten), whatever the Linear's size."""
+    if not ops or ops[-1].kind != "core" or len(ops[-1].in_shape) != 1:
+        return False
+    last = ops[-1].affine
+    return (last is not None and last.kind == "linear"
+            and all(op.kind == "reshape" for op in ops[:-1]))
+
+
 def _plan(ops: list[_Op], in_shape: tuple[int, ...]) -> str | None:
     """How ``ops`` (applied to a population's routed values of ``in_shape``) become one edge:
-    ``"conv"``, ``"dense"`` (a Linear) or None (not realisable as one map)."""
+    ``"conv"``, ``"linear"`` (a flatten and the Linear as it is), ``"dense"`` (the composition
+    as one Linear) or None (not realisable as one map)."""
     out_shape = ops[-1].out_shape if ops else in_shape
     if _conv_plan(ops, in_shape):
         return "conv"
+    if _flatten_linear(ops):
+        return "linear"
     if len(out_shape) == 1 and _numel(in_shape) * _numel(out_shape) <= DENSE_LIMIT:
         return "dense"
     return None
@@ -534,6 +548,14 @@ def _realise(term: _Term, ref: Tensor) -> tuple[list[Route], Affine] | None:
             dims = len(in_shape) - 1
             a = Affine("conv", spec.weight, spec.weight.new_zeros(out_shape), in_shape,
                        out_shape, dims, spec.stride, spec.pad, spec.dilation, 1)
+    elif plan == "linear":
+        core = ops[-1].affine
+        assert core is not None
+        n_in = _numel(in_shape)
+        if len(in_shape) != 1:
+            routes.append(ReshapeRoute(in_shape, (n_in,), "flatten (folded Linear)"))
+        w = core.weight.clone()
+        a = Affine("linear", w, w.new_zeros(out_shape), (n_in,), out_shape)
     else:
         n_in, n_out = _numel(in_shape), _numel(out_shape)
         if n_in <= n_out:
