@@ -16,6 +16,7 @@ implementation detail that may move between releases.
 
 from typing import TYPE_CHECKING, Any
 
+from onespike import analysis
 from onespike._version import __version__
 from onespike.analysis import (
     KNOBS,
@@ -134,15 +135,10 @@ __all__ = [
     "sweep",
 ]
 
-#: Plot functions, imported on first use (matplotlib takes most of a second to import).
-_LAZY = ("plot_histograms", "plot_output", "plot_raster", "plot_trace", "save_figure")
-
-
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from onespike.analysis import plots
-
-        return getattr(plots, name)
+    # the plot functions, imported on first use by onespike.analysis (matplotlib is slow)
+    if name in analysis.PLOTS:
+        return getattr(analysis, name)
     raise AttributeError(f"module 'onespike' has no attribute {name!r}")
 
 

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: Plot functions, imported on first use (matplotlib takes most of a second to import).
-_PLOTS = ("plot_histograms", "plot_output", "plot_raster", "plot_trace", "save_figure")
+PLOTS = ("plot_histograms", "plot_output", "plot_raster", "plot_trace", "save_figure")
 
 if TYPE_CHECKING:
     from onespike.analysis.plots import (
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _PLOTS:
+    if name in PLOTS:
         from onespike.analysis import plots
 
         return getattr(plots, name)

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.helpers.dag_nets import ZOO
 from tests.helpers.nets import random_cnn
+from tests.simulation.engines.test_bounds import move_to_threshold
 
 import onespike
 from onespike.network.population import Population
@@ -132,11 +133,7 @@ def test_both_forms_are_sound_near_the_boundary(form, dtype, spread, monkeypatch
         for i, layer in enumerate(snn.hidden_layers):
             xs = stress_edges(layer, 2, i, 3.0, dtype)
             with torch.no_grad():
-                peak = brute_max_f(layer, xs)[0]
-                n = layer.num_neurons
-                sign = (torch.arange(n) % 2 * 2 - 1).to(torch.float64).reshape(layer.out_shape)
-                size = 0.5 + torch.rand(layer.out_shape, generator=g, dtype=torch.float64)
-                layer.bias.sub_((peak - spread * layer.B * sign * size).to(dtype))
+                move_to_threshold(layer, brute_max_f(layer, xs)[0], spread, g, dtype)
             z = layer.z(xs)
             truth = brute_max_f(layer, xs)
             above += int((truth[0] >= 0).sum())
