@@ -135,16 +135,20 @@ def _input_range(opts: dict[str, Any], natural: tuple[float, float] | None) -> t
     return natural if natural is not None else (0.0, 1.0)
 
 
+def _check_channels(norm: tuple[list[float], list[float]], channels: int) -> None:
+    """``--normalize`` gives one value, or one per channel."""
+    if len(norm[0]) not in (1, channels) or len(norm[1]) not in (1, channels):
+        raise click.UsageError(f"--normalize has {len(norm[0])} value(s) but the images have "
+                               f"{channels} channel(s)")
+
+
 def _apply_normalization(images: Any, norm: tuple[list[float], list[float]] | None) -> Any:
     if norm is None:
         return images
     import torch
 
     mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device) for v in norm)
-    c = images.shape[1]
-    if mean.numel() not in (1, c) or std.numel() not in (1, c):
-        raise click.UsageError(f"--normalize has {mean.numel()} value(s) but the images have "
-                               f"{c} channel(s)")
+    _check_channels(norm, int(images.shape[1]))
     shape = (1, -1) + (1,) * (images.dim() - 2)
     return (images - mean.reshape(shape)) / std.reshape(shape)
 
@@ -189,10 +193,7 @@ def _normalized(ds: Any, norm: tuple[list[float], list[float]] | None) -> Any:
 
     if isinstance(ds, StreamingDataset):
         if norm is not None:
-            c = ds.input_shape[0]
-            if len(norm[0]) not in (1, c) or len(norm[1]) not in (1, c):
-                raise click.UsageError(f"--normalize has {len(norm[0])} value(s) but the "
-                                       f"images have {c} channel(s)")
+            _check_channels(norm, ds.input_shape[0])
         return ds.with_normalization(norm)
     return _apply_normalization(ds.images, norm)
 
@@ -348,6 +349,15 @@ def _warn_range_mismatch(snn: Any, images: Any, name: str) -> None:
             "(--normalize MEAN STD, or convert with the data's own range)", err=True)
 
 
+def _dataset_name(opts: dict[str, Any], src: NetworkSource) -> str:
+    """``--dataset``, else the dataset the network is meant for."""
+    dataset = opts.get("dataset") or src.dataset
+    if not dataset:
+        where = f"{src.file} does not record" if src.file else "the network does not record"
+        raise click.UsageError(f"--dataset is required ({where} its dataset)")
+    return str(dataset)
+
+
 def resolve_stream(opts: dict[str, Any], src: NetworkSource) -> tuple[Any, Any]:
     """``(dataset, data)`` as :func:`resolve_data`, but streamed where the loader can
     (image folders, CIFAR, Fashion-MNIST): ``data`` is a dataset of ``(image, label)``
@@ -358,10 +368,7 @@ def resolve_stream(opts: dict[str, Any], src: NetworkSource) -> tuple[Any, Any]:
     from onespike.data import StreamingDataset
     from onespike.data.batching import first_inputs
 
-    dataset = opts.get("dataset") or src.dataset
-    if not dataset:
-        where = f"{src.file} does not record" if src.file else "the network does not record"
-        raise click.UsageError(f"--dataset is required ({where} its dataset)")
+    dataset = _dataset_name(opts, src)
     data = load_data(dataset, opts.get("split", "test"), opts.get("limit"), opts.get("root"),
                      stream=True)
     if not isinstance(data, StreamingDataset):
@@ -382,10 +389,7 @@ def resolve_data(opts: dict[str, Any], src: NetworkSource, data: Any = None
     its images normalised as the network expects; shapes checked, a range mismatch warned."""
     from onespike.analysis.evaluation import check_input_shape
 
-    dataset = opts.get("dataset") or src.dataset
-    if not dataset:
-        where = f"{src.file} does not record" if src.file else "the network does not record"
-        raise click.UsageError(f"--dataset is required ({where} its dataset)")
+    dataset = _dataset_name(opts, src)
     if data is None:
         data = load_data(dataset, opts.get("split", "test"), opts.get("limit"),
                          opts.get("root"))
