@@ -16,31 +16,29 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from onespike.conversion.fold import Folded
+from onespike.data.batching import split_item
 from onespike.distributed import Coordinator
-from onespike.errors import CalibrationError
+from onespike.errors import ArgumentTypeError, CalibrationError
 
 __all__ = ["calibrate", "iter_inputs"]
 
 
 def iter_inputs(data: Any) -> Iterator[Tensor]:
     """Yield input batches from a tensor, or an iterable of tensors or of ``(input, label)``
-    batches (a DataLoader works)."""
+    batches (a DataLoader works); a batch of another form is a :class:`CalibrationError`."""
     if isinstance(data, Tensor):
         yield data
         return
-    if not isinstance(data, Iterable):
+    if not isinstance(data, Iterable) or isinstance(data, (str, bytes, dict)):
         raise CalibrationError(
             f"calibration data must be a tensor or an iterable of batches, got "
             f"{type(data).__name__}"
         )
     for i, item in enumerate(data):
-        x = item[0] if isinstance(item, (tuple, list)) else item
-        if isinstance(item, dict):
-            raise CalibrationError("calibration batches must be tensors or (input, label) pairs")
-        if not isinstance(x, Tensor):
-            raise CalibrationError(
-                f"calibration batch {i} is a {type(x).__name__}, not a tensor"
-            )
+        try:
+            x, _ = split_item(item, i, "calibration")
+        except ArgumentTypeError as exc:
+            raise CalibrationError(exc.message) from None
         yield x
 
 
