@@ -251,6 +251,19 @@ class Population(nn.Module):
             self.edge_weight(i).clamp_min(0).to(torch.float32) for i in range(len(self.edges))
         ])
 
+    def positive_weight_bf16(self) -> list[Tensor]:
+        """``max(W_e, 0)`` rounded *up* to bfloat16 per edge (cached; every entry ≥ the exact
+        weight), for the bfloat16 drive certificate."""
+        def make() -> list[Tensor]:
+            out = []
+            for i in range(len(self.edges)):
+                w = self.edge_weight(i).clamp_min(0)
+                wb = w.to(torch.bfloat16)
+                up = torch.nextafter(wb, torch.full_like(wb, float("inf")))
+                out.append(torch.where(wb.to(w.dtype) < w, up, wb))
+            return out
+        return self.derived("wpos_bf16", make)
+
     @property
     def num_neurons(self) -> int:
         n = 1

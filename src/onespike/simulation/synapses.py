@@ -42,8 +42,11 @@ class Synapses:
         """Synapses per neuron over all edges (kernel volumes × input channels)."""
         return sum(a.fan_in for a in self.affines)
 
-    def linear(self, xs: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> Tensor:
-        """``Σ_e W_e x_e`` (no bias); ``weights`` replace the ``W_e``.
+    def linear(self, xs: Sequence[Tensor], weights: Sequence[Tensor] | None = None, *,
+               out_dtype: torch.dtype | None = None) -> Tensor:
+        """``Σ_e W_e x_e`` (no bias); ``weights`` replace the ``W_e``; ``out_dtype``: each
+        edge's map is converted to it before the edges are summed (the bfloat16 drive bound
+        sums its edges in float32).
 
         With several edges, an edge whose weight has few non-zero output rows (a block of a
         concatenation, e.g. DenseNet: one edge per concatenated source) is computed for those
@@ -57,13 +60,15 @@ class Synapses:
             rows = _live_rows(a, w) if multi else None
             if rows is None:
                 y = a.linear(x, w)
+                if out_dtype is not None:
+                    y = y.to(out_dtype)
                 out = y if out is None else out.add_(y)
                 continue
             if out is None:
-                out = x.new_zeros((x.shape[0], *self.out_shape))
+                out = x.new_zeros((x.shape[0], *self.out_shape), dtype=out_dtype or x.dtype)
             if rows.numel():
                 sub = replace(a, weight=w[rows], out_shape=(int(rows.numel()), *a.out_shape[1:]))
-                out.index_add_(1, rows, sub.linear(x))
+                out.index_add_(1, rows, sub.linear(x).to(out.dtype))
         assert out is not None
         return out
 

@@ -56,7 +56,9 @@ if TYPE_CHECKING:
     from onespike.simulation.synapses import Synapses
 
 __all__ = [
+    "BF16_DRIVE",
     "GRID_QUANTILES",
+    "bf16_drive_available",
     "certify_drive",
     "certify_grid",
     "certify_late",
@@ -74,6 +76,10 @@ _GRID_SAMPLE = 1 << 14
 # Small batches: the grid's input maps are stacked into one convolution call of up to this
 # many samples (one weight packing instead of one per grid point).
 _STACK_SAMPLES = 32
+#: Let :func:`certify_drive` sum in bfloat16 where :func:`bf16_drive_available` (tests switch
+#: it off to compare both paths).
+BF16_DRIVE = True
+_BF16_NATIVE: bool | None = None
 
 
 def _edges(xs: Tensor | Sequence[Tensor]) -> list[Tensor]:
@@ -128,12 +134,75 @@ def _drive_threshold32(layer: PopulationLike, bias: Tensor | None = None) -> Ten
     return make() if bias is not None else layer.derived("threshold32", make)
 
 
+def bf16_drive_available(layer: PopulationLike, device: torch.device) -> bool:
+    """Whether :func:`certify_drive` may sum in bfloat16: enabled (:data:`BF16_DRIVE`), a CPU
+    whose oneDNN has native bfloat16 convolutions (AVX512-BF16/AMX: several times faster
+    than float32 there), and only convolution edges (oneDNN's direct convolution multiplies
+    bfloat16 pairs exactly and accumulates in float32; CPU bfloat16 matrix products have had
+    other accumulation paths, so Linear layers keep float32)."""
+    if not BF16_DRIVE or device.type != "cpu" or not _bf16_conv_native():
+        return False
+    return all(a.kind == "conv" for a in layer.synapses.affines)
+
+
+def _bf16_conv_native() -> bool:
+    global _BF16_NATIVE
+    if _BF16_NATIVE is None:
+        try:
+            _BF16_NATIVE = bool(torch.backends.mkldnn.is_available()
+                                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            _BF16_NATIVE = False
+    return _BF16_NATIVE
+
+
+def _drive_threshold_bf16(layer: PopulationLike, bias: Tensor | None = None) -> Tensor:
+    """float32 map ``T`` with: ``d̂ < T`` ⇒ ``b + d < B`` for the excitatory drive ``d̂``
+    computed from bfloat16 inputs and weights, for the exact ``d = Σ_j W⁺_ij x_j`` (all terms
+    non-negative, so every rounding is a relative one):
+
+    * weights rounded *up* to bfloat16 (``Ŵ ≥ W⁺``), inputs rounded faithfully
+      (``x ≤ x̂/(1 − 2⁻⁷)``, also under double rounding float64 → float32 → bfloat16);
+    * bfloat16 products are exact in float32; their float32 sum in any order, plus the
+      float32 sum over the ``E`` edges: ``s ≤ ŝ/(1 − γ)``, ``γ = (K + E)·2⁻²³`` (twice the
+      unit roundoff: any rounding mode);
+    * each edge's output rounded faithfully to bfloat16 (factor ``1/(1 − 2⁻⁷)``);
+    * flushed subnormals (hardware bfloat16 units flush them): at most
+      ``2⁻¹²⁶·max(1, Ŵ_max, B_in)`` per term, ``2(K + E)`` such terms.
+
+    Hence ``d ≤ d̂ / ((1 − 2⁻⁷)²(1 − γ)) + a`` and ``T = (B − b − a)(1 − 2⁻⁷)²(1 − γ)``
+    rounded down to float32. Cached per layer for the unperturbed bias."""
+
+    def make() -> Tensor:
+        b = layer.bias if bias is None else bias
+        terms = layer.synapses.fan_in + len(layer.synapses.affines)
+        gamma = terms * 2.0**-23
+        if b.dtype == torch.float32:
+            gamma *= 2.0  # b and B themselves are then only float32 (as for float32 sums)
+        wmax = max(float(w.float().max()) if w.numel() else 0.0
+                   for w in layer.positive_weight_bf16())
+        absolute = 2.0 * terms * 2.0**-126 * max(1.0, wmax, layer.B_in)
+        ub = 2.0**-7
+        exact = (layer.B - b.to(torch.float64) - absolute) * ((1.0 - ub) ** 2 * (1.0 - gamma))
+        t32 = exact.to(torch.float32)
+        return torch.where(t32.to(torch.float64) > exact,
+                           torch.nextafter(t32, torch.full_like(t32, float("-inf"))), t32)
+
+    return make() if bias is not None else layer.derived("threshold_bf16", make)
+
+
 def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor | None = None
                   ) -> Tensor:
     """``b + Σ_j W⁺_ij x_j⁺ < B`` (docs/method.md) with the excitatory drive over every edge
-    computed in float32 and compared with a rigorously rounded threshold. ``bias`` replaces
-    ``b`` (perturbed dynamics). Boolean map (B, *out_shape)."""
+    computed in float32 — in bfloat16 with float32 accumulation where that is native and
+    faster (:func:`bf16_drive_available`) — and compared with a rigorously rounded
+    threshold. ``bias`` replaces ``b`` (perturbed dynamics). Boolean map (B, *out_shape)."""
     xs = _edges(xs)
+    if bf16_drive_available(layer, xs[0].device):
+        xb = [x.to(torch.bfloat16).clamp_min_(0.0) for x in xs]
+        drive = layer.synapses.linear(xb, layer.positive_weight_bf16(),
+                                      out_dtype=torch.float32)
+        return drive < _drive_threshold_bf16(layer, bias)
     dt = sum_dtype(xs[0].device)
     x32 = [x.to(torch.float32).to(dt).clamp_min_(0.0) for x in xs]
     drive = layer.synapses.linear(x32, [w.to(dt) for w in layer.positive_weight32()])

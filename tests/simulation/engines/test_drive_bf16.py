@@ -1,0 +1,119 @@
+"""The bfloat16 form of the drive certificate (``b + Σ_j W⁺_ij x_j < B`` summed from bfloat16
+inputs and weights with float32 accumulation): never certifies a neuron whose exact drive
+reaches the threshold, even within 1e-9·B of it; its margin is needed (a mutation without it
+certifies wrong neurons); it stays tight; and spike times do not depend on which form runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from tests.helpers.nets import random_cnn
+from tests.simulation.engines.test_bounds import stress_inputs
+
+import onespike
+from onespike.network.population import SpikingLayer
+from onespike.simulation.engines import bounds
+
+SETTINGS = settings(max_examples=20, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+pytestmark = pytest.mark.skipif(not bounds._bf16_conv_native(),
+                                reason="no native bfloat16 convolutions on this CPU")
+
+
+def conv_layers(seed: int, dtype: torch.dtype) -> list[SpikingLayer]:
+    model, shape = random_cnn(seed, 2)
+    x = torch.rand(16, *shape, generator=torch.Generator().manual_seed(seed))
+    snn = onespike.convert(model, x, progress=False, dtype=dtype)
+    return [ly for ly in snn.hidden_layers
+            if bounds.bf16_drive_available(ly, torch.device("cpu"))]
+
+
+def exact_drive(layer: SpikingLayer, x: torch.Tensor) -> torch.Tensor:
+    """``Σ_j W⁺_ij x_j`` in float64 (its rounding, ~1e-16 relative, is far below the gaps the
+    tests resolve)."""
+    aff = layer.affine
+    return aff.linear(x.double().clamp_min(0), aff.weight.double().clamp_min(0))
+
+
+def place_biases(layer: SpikingLayer, drive0: torch.Tensor, spread: float,
+                 g: torch.Generator) -> None:
+    """Biases with ``b + drive(sample 0) = B ± spread·B·size`` (signs alternating)."""
+    n = layer.num_neurons
+    sign = (torch.arange(n) % 2 * 2 - 1).to(torch.float64).reshape(layer.out_shape)
+    size = 0.5 + torch.rand(layer.out_shape, generator=g, dtype=torch.float64)
+    target = layer.B - drive0 + spread * layer.B * sign * size
+    with torch.no_grad():
+        layer.bias.copy_(target.to(layer.bias.dtype))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), spread=st.sampled_from([1e-9, 1e-6, 1e-4, 1e-2]),
+       dtype=st.sampled_from([torch.float64, torch.float32]))
+def test_bf16_drive_never_certifies_a_neuron_at_or_above_threshold(
+        seed: int, spread: float, dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(seed)
+    layers = conv_layers(seed, dtype)
+    assume(layers)
+    for i, layer in enumerate(layers):
+        x = stress_inputs(layer, 3, seed + i, 3.0)
+        place_biases(layer, exact_drive(layer, x)[0], spread, g)
+        truth = layer.bias.double() + exact_drive(layer, x) >= layer.B
+        assert bool(truth[0].any())  # half the first sample's neurons sit at/above it
+        ok = bounds.certify_drive(layer, x)
+        assert not bool((ok & truth).any()), (layer.name, spread)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bf16_drive_margin_is_needed(seed: int, monkeypatch) -> None:
+    """Mutation: weights rounded to nearest (not up) and the bfloat16 sums compared with the
+    float32 threshold of the exact condition (no rounding margin) certify neurons whose exact
+    drive exceeds the threshold by 1e-4·B."""
+    g = torch.Generator().manual_seed(seed)
+    layers = conv_layers(seed, torch.float64)
+    assert layers
+    monkeypatch.setattr(bounds, "_drive_threshold_bf16",
+                        lambda ly, bias=None: (ly.B - ly.bias).to(torch.float32))
+    monkeypatch.setattr(SpikingLayer, "positive_weight_bf16", lambda ly: [
+        ly.edge_weight(i).clamp_min(0).to(torch.bfloat16) for i in range(len(ly.edges))])
+    wrong = 0
+    for i, layer in enumerate(layers):
+        x = stress_inputs(layer, 3, seed + i, 3.0)
+        place_biases(layer, exact_drive(layer, x)[0], 1e-4, g)
+        truth = layer.bias.double() + exact_drive(layer, x) >= layer.B
+        wrong += int((bounds.certify_drive(layer, x) & truth).sum())
+    assert wrong > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bf16_drive_is_tight(seed: int) -> None:
+    """Every neuron whose drive clears the threshold by more than 2 % of the drive (the
+    form's rounding allowance is below 1.6 %) is certified."""
+    g = torch.Generator().manual_seed(seed)
+    for i, layer in enumerate(conv_layers(seed, torch.float64)):
+        x = stress_inputs(layer, 3, seed + i, 3.0)
+        drive = exact_drive(layer, x)
+        place_biases(layer, drive[0], 0.1, g)
+        gap = layer.B - layer.bias.double() - drive
+        clear = gap > 0.02 * drive + 1e-12
+        ok = bounds.certify_drive(layer, x)
+        assert bool(clear.any())
+        assert bool(ok[clear].all()), layer.name
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_spike_times_do_not_depend_on_the_drive_form(seed: int, monkeypatch) -> None:
+    model, shape = random_cnn(seed, 2)
+    g = torch.Generator().manual_seed(seed)
+    snn = onespike.convert(model, torch.rand(64, *shape, generator=g), progress=False)
+    x = torch.rand(16, *shape, generator=g)
+    fast = snn.simulate(x)
+    monkeypatch.setattr(bounds, "BF16_DRIVE", False)
+    snn.hidden_layers[0].bias.add_(0.0)  # same values; the caches are keyed on the tensors
+    plain = snn.simulate(x)
+    assert torch.equal(fast.output, plain.output)
+    for a, b in zip(fast.spike_times, plain.spike_times):
+        assert torch.equal(a, b)
+    assert fast.certificate.early == plain.certificate.early
