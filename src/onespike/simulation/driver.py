@@ -74,7 +74,7 @@ class SimulationResult:
         """Decoded values ``t_max − t`` (0 for no spike) of the ``spike_times`` list."""
         out = []
         for t, (_, t_max) in zip(self.spike_times, self.windows):
-            v = t_max - t
+            v = t.neg().add_(t_max)  # t_max − t, as in _times
             out.append(torch.where(torch.isfinite(t), v, torch.zeros_like(v)))
         return out
 
@@ -290,4 +290,4 @@ def _edge_values(pop: PopulationLike, i: int, v: Tensor, t_max_source: float) ->
 def _times(engine: Any, v: Tensor, t_max: float) -> Tensor:
     if hasattr(engine, "times"):
         return engine.times(v, t_max)
-    return t_max - v
+    return v.neg().add_(t_max)  # t_max − v as (−v) + t_max: the same float, faster on CPU

@@ -378,7 +378,7 @@ def certify_grid(
         group = jobs[s : s + per_call]
         maps = []
         for x32 in x32s:
-            per = [torch.clamp_min(c - x32 if small else x32 - c, 0.0)
+            per = [_ramp(x32, c, small)
                    for small, c, _ in group]
             maps.append(torch.cat(per) if len(per) > 1 else per[0])
         sums = syn.linear(maps, w32)
@@ -421,12 +421,20 @@ def _grid_jobs(pts: Sequence[float], x_max: float, s64: Tensor, lk64: Tensor, a:
     return jobs
 
 
+def _ramp(x: Tensor, c: float, small: bool) -> Tensor:
+    """``(c − x)⁺`` (``small``) or ``(x − c)⁺``. ``c − x`` is computed as ``(−x) + c`` (the
+    very same float operation), since scalar − tensor is several times slower on CPU."""
+    return (x.neg().add_(c) if small else x - c).clamp_min_(0.0)
+
+
 def _tents(x32: Tensor, knots: Sequence[float]) -> Tensor:
     """``T(x)``: the tent of the grid interval holding ``x`` (the tents have disjoint
     supports and are negative outside them: T = max(0, tents))."""
     tent = torch.zeros_like(x32)
     for lo, hi in pairwise(knots):
-        part = (x32 - lo).mul_(hi - x32).mul_(1.0 / (hi - lo))
+        # (x − lo)(hi − x)/(hi − lo), written without scalar − tensor (slow on CPU); the
+        # negations are exact, so the values are the same
+        part = (x32 - lo).mul_(x32 - hi).mul_(-1.0 / (hi - lo))
         tent = torch.maximum(tent, part, out=tent)
     return tent
 
@@ -506,7 +514,7 @@ def _grid_at_patches(layer: PopulationLike, syn: Synapses, xs: list[Tensor], z: 
         low: Tensor | None = None
         high: Tensor | None = None
         for small, c, shift in _grid_jobs(pts, x_max, s64, lk64, a_n, e32):
-            cand = sums(torch.clamp_min(c - vals if small else vals - c, 0.0), wr).sub_(shift)
+            cand = sums(_ramp(vals, c, small), wr).sub_(shift)
             if small:
                 low = cand if low is None else torch.maximum(low, cand)
             else:
