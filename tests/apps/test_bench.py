@@ -10,8 +10,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from onespike.apps.bench import AGREEMENT_TOL, ENGINES, to_markdown
+from onespike.apps.bench import AGREEMENT_TOL, CALLS, ENGINES, run_benchmark, to_markdown
+from onespike.apps.bench.measure import EXACT_ENGINES, make_runner
 from onespike.apps.cli.bench import bench_command
+
+#: Engines with a certificate in their rows (``call``'s comes from a separate simulation).
+CERTIFIED = ("closed-cert", "closed-cert-default", "event", "event-default", "call")
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +57,10 @@ def test_structure(quick: tuple[dict, str]) -> None:
         assert r["peak_mib"] >= 0 and r["memory_method"]
         assert r["ratio_to_relu"] > 0 and r["cpu_ratio_to_relu"] > 0
         assert r["per_image_cpu_s"] > 0 and len(r["cpu_samples_s"]) == len(r["samples_s"])
-        if r["engine"] in ("closed-cert", "event"):
+        if r["engine"] in CERTIFIED:
             assert 0 <= r["checked_fraction"] <= 1
             assert len(r["checked_per_layer"]) >= 1
+        assert ("certificate_from" in r) == (r["engine"] == "call")
     relu = [r for r in rows if r["engine"] == "relu"]
     assert all(r["ratio_to_relu"] == pytest.approx(1.0) for r in relu)
     scaling = data["scaling"]["per_image_s_by_batch"]
@@ -65,9 +70,11 @@ def test_structure(quick: tuple[dict, str]) -> None:
 def test_engines_agree_with_relu(quick: tuple[dict, str]) -> None:
     data = quick[0]
     assert data["checks"]["float64_agreement_passed"]
-    assert data["checks"]["agreement_checked"] == 2 * 3  # closed, closed-cert, event × 2 models
+    assert data["checks"]["agreement_checked"] == 2 * len(EXACT_ENGINES)  # × 2 models
+    assert set(EXACT_ENGINES) == {"closed", "closed-cert", "closed-cert-default", "event",
+                                  "event-default", "call"}
     for r in data["results"]:
-        if r["dtype"] == "float64" and r["engine"] in ("closed", "closed-cert", "event"):
+        if r["dtype"] == "float64" and r["engine"] in EXACT_ENGINES:
             assert r["agrees"] is True
             assert r["max_rel_err"] <= AGREEMENT_TOL
             assert r["predictions_agree"] == 1.0
@@ -82,6 +89,52 @@ def test_markdown(quick: tuple[dict, str]) -> None:
     assert "## Peak memory" in md
     assert "tiny MLP" in md and "tiny CNN" in md
     assert "float64 agreement checks passed" in md
+    # every column heading says which call it measures; the default path next to record=False
+    time_table = md.split("## Wall time per image")[1].split("## CPU time")[0]
+    header = next(ln for ln in time_table.splitlines() if ln.startswith("| model |"))
+    for engine in ENGINES:
+        if engine != "clock":
+            assert f"`{CALLS[engine]}`" in header, engine
+    assert header.index("`snn.simulate(x, engine=\"event\", record=False)`") < \
+        header.index("`snn.simulate(x)`") < header.index("`snn(x)`")
+    assert "default-path columns" in time_table
+    assert "recipe plausible, seed 0" in md  # how the weights were made
+
+
+def test_default_path_runners() -> None:
+    """``event-default`` and ``closed-cert-default`` are the default-argument calls (spike
+    times recorded); ``call`` is ``snn(x)``, without certificate; all equal ``event``."""
+    import torch
+
+    import onespike
+    from onespike.apps.bench import BENCH_MODELS, bench_data, build_model
+
+    spec = BENCH_MODELS["tiny_cnn"]
+    model, _ = build_model(spec)
+    x, calib, _ = bench_data(spec, 4, 32)
+    snn = onespike.convert(model, [calib], dtype=torch.float64, progress=False)
+    x = x.double()
+    outs = {e: make_runner(e, snn, x, clock_steps=4)()
+            for e in ("event", "event-default", "call", "closed-cert-default")}
+    assert outs["call"][1] is None
+    for e in ("event", "event-default", "closed-cert-default"):
+        assert outs[e][1] is not None
+    for e in ("event-default", "call"):
+        assert torch.equal(outs[e][0], outs["event"][0])
+    assert snn.simulate(x).spike_times  # the default records
+
+
+def test_default_path_engines_in_process() -> None:
+    """Without the measuring processes (``memory=False``) ``call`` gets its certificate too."""
+    res = run_benchmark(quick=True, models="tiny_mlp", dtypes="float64",
+                        engines="event-default,call,closed-cert-default", memory=False,
+                        progress=False)
+    assert res["settings"]["engines"] == ["relu", "closed-cert-default", "event-default", "call"]
+    assert res["checks"]["float64_agreement_passed"]
+    assert res["checks"]["agreement_checked"] == 3
+    rows = {r["engine"]: r for r in res["results"]}
+    assert rows["call"]["certificate_from"] and "peak_mib" not in rows["call"]
+    assert rows["call"]["checked"] == rows["event-default"]["checked"]
 
 
 def test_bad_option() -> None:

@@ -104,6 +104,19 @@ def test_vgg16_layout() -> None:
     assert [(m.in_features, m.out_features) for m in linears] == [(512, 512), (512, 512), (512, 10)]
 
 
+def test_vgg16_bn_after_relu() -> None:
+    """``bn_after_relu=True``: conv - ReLU - BN (the order of :func:`vgg_fmnist`); the default
+    stays conv - BN - ReLU; get_model passes the option on."""
+    for model, after in ((vgg16_cifar(bn_after_relu=True), True), (vgg16_cifar(), False),
+                         (get_model("vgg16_cifar", bn_after_relu=True), True)):
+        feats = list(model.features)
+        assert count(model, nn.BatchNorm2d) == 13 and count(model, nn.Conv2d) == 13
+        for k, m in enumerate(feats):
+            if isinstance(m, nn.Conv2d):
+                nxt = (nn.ReLU, nn.BatchNorm2d) if after else (nn.BatchNorm2d, nn.ReLU)
+                assert isinstance(feats[k + 1], nxt[0]) and isinstance(feats[k + 2], nxt[1])
+
+
 @pytest.mark.parametrize(("num_classes", "in_size"), [(100, 32), (10, 64), (1000, 64)])
 def test_vgg16_options(num_classes: int, in_size: int) -> None:
     model = vgg16_cifar(num_classes=num_classes, in_size=in_size).eval()

@@ -148,11 +148,13 @@ def vgg_fmnist() -> VGG:
     return VGG(features, classifier)
 
 
-def vgg16_cifar(num_classes: int = 10, in_size: int = 32) -> VGG:
+def vgg16_cifar(num_classes: int = 10, in_size: int = 32, *, bn_after_relu: bool = False) -> VGG:
     """VGG-16 for 3×``in_size``×``in_size`` images (CIFAR: 32; downscaled ImageNet-style: 64).
 
     ``features``: 13 × [conv3x3 'same' - BN - ReLU] with 5 max pools
-    (64,64 | 128,128 | 256×3 | 512×3 | 512×3); ``classifier``:
+    (64,64 | 128,128 | 256×3 | 512×3 | 512×3), or 13 × [conv3x3 - ReLU - BN] with
+    ``bn_after_relu=True`` (batch norm *after* each ReLU, as in :func:`vgg_fmnist`; the
+    conversion folds it into the next layer); ``classifier``:
     flatten - linear(512·(in_size/32)²→512) - ReLU - linear(512→512) - ReLU -
     linear(512→num_classes).
     """
@@ -160,7 +162,7 @@ def vgg16_cifar(num_classes: int = 10, in_size: int = 32) -> VGG:
         raise ArgumentError(f"in_size must be 32 or 64, got {in_size}")
     if num_classes < 1:
         raise ArgumentError(f"num_classes must be >= 1, got {num_classes}")
-    features = _vgg_features(VGG16_CFG, 3, bn_after_relu=False)
+    features = _vgg_features(VGG16_CFG, 3, bn_after_relu=bn_after_relu)
     side = in_size // 32
     classifier = nn.Sequential(
         nn.Flatten(),

@@ -6,11 +6,18 @@ peak memory of
 * ``relu``: the plain PyTorch forward of the original model (``model.to(dtype)`` under
   ``torch.no_grad()``) — the reference every ratio is taken against,
 * ``closed``: ``snn.simulate(x, engine="closed", record=False, certify=False)``,
-* ``closed-cert``: the same with ``certify=True``,
+* ``closed-cert``: ``snn.simulate(x, engine="closed", record=False)`` (``certify=True``),
+* ``closed-cert-default``: ``snn.simulate(x, engine="closed")`` (``record=True``, the
+  default chunking),
 * ``event``: ``snn.simulate(x, engine="event", record=False)`` (exact dynamics),
+* ``event-default``: ``snn.simulate(x)`` — the exact dynamics with every default
+  (``record=True``, the default chunking),
+* ``call``: ``snn(x)`` (``SpikingNetwork.forward``: the output only; its certificate, for
+  the checks, comes from ``snn.simulate(x, engine="event", record=False)`` run apart),
 * ``clock``: ``snn.simulate(x, engine="clock", record=False, steps=K)`` (time-stepped,
   ``K`` ticks per window; reported "n/a" when the engine is missing or fails),
 
+(:data:`~onespike.apps.bench.measure.CALLS`; the report's column headings are these calls),
 together with the conversion time (calibration included), the fraction of neurons whose first
 crossing needed the exact computation (``certificate.checked / neurons``) and the output error
 against the float64 ReLU logits.
@@ -34,9 +41,10 @@ How each configuration (model, dtype, batch, engine) is measured:
    the next smaller batch, exceeds ``max_run`` seconds is skipped and reported with the
    estimate (the exact event engine on a randomly initialised VGG-16 is the case in point).
 
-Float64 outputs of ``closed``, ``closed-cert`` and ``event`` must equal the ReLU logits within
-``1e-9`` (relative to the largest logit); for ``event`` this is asserted where the certificate
-holds (no early or saturated neuron — otherwise the spiking network legitimately differs). A
+Float64 outputs of ``closed``, ``closed-cert(-default)``, ``event(-default)`` and ``call``
+must equal the ReLU logits within ``1e-9`` (relative to the largest logit); for the event
+dynamics (``event``, ``event-default``, ``call``) this is asserted where the certificate holds
+(no early or saturated neuron — otherwise the spiking network legitimately differs). A
 failure is recorded and makes the command exit with status 1.
 
 Run ``onespike bench --help`` (or ``python benchmarks/run.py --help``). Measuring processes
@@ -52,15 +60,18 @@ way: each module imports only those before it in models, measure, report, orches
 """
 
 
-from onespike.apps.bench.measure import AGREEMENT_TOL, ENGINES
+from onespike.apps.bench.measure import AGREEMENT_TOL, CALLS, ENGINES
 from onespike.apps.bench.models import (
     BENCH_MODELS,
     DEFAULT_MODELS,
     DTYPES,
     QUICK_MODELS,
+    RECIPES,
     BenchModel,
+    apply_recipe,
     bench_data,
     build_model,
+    kaiming_init,
     randomise_batchnorm,
 )
 from onespike.apps.bench.orchestrate import run_benchmark
@@ -69,13 +80,17 @@ from onespike.apps.bench.report import to_markdown
 __all__ = [
     "AGREEMENT_TOL",
     "BENCH_MODELS",
+    "CALLS",
     "DEFAULT_MODELS",
     "DTYPES",
     "ENGINES",
     "QUICK_MODELS",
+    "RECIPES",
     "BenchModel",
+    "apply_recipe",
     "bench_data",
     "build_model",
+    "kaiming_init",
     "randomise_batchnorm",
     "run_benchmark",
     "to_markdown",

@@ -25,10 +25,14 @@ if TYPE_CHECKING:  # ForkServerContext does not exist on Windows
 
 __all__ = [
     "AGREEMENT_TOL",
+    "CALLS",
     "ENGINES",
+    "EVENT_ENGINES",
+    "EXACT_ENGINES",
     "MIB",
     "PeakRSS",
     "Runner",
+    "certificate_of_call",
     "make_runner",
     "measure_in_process",
     "release_free_memory",
@@ -36,8 +40,28 @@ __all__ = [
     "time_group",
 ]
 
-#: Engines measured (``relu`` is the reference forward of the original model).
-ENGINES: tuple[str, ...] = ("relu", "closed", "closed-cert", "event", "clock")
+#: Engines measured (``relu`` is the reference forward of the original model), each a call
+#: (:data:`CALLS`): the ``record=False`` ones, each next to the same engine through the
+#: default API (``…-default``, ``call``).
+ENGINES: tuple[str, ...] = ("relu", "closed", "closed-cert", "closed-cert-default", "event",
+                            "event-default", "call", "clock")
+#: The call each engine measures (``snn``: the spiking network, ``model``: the ReLU model).
+CALLS: dict[str, str] = {
+    "relu": "model(x)",
+    "closed": 'snn.simulate(x, engine="closed", record=False, certify=False)',
+    "closed-cert": 'snn.simulate(x, engine="closed", record=False)',
+    "closed-cert-default": 'snn.simulate(x, engine="closed")',
+    "event": 'snn.simulate(x, engine="event", record=False)',
+    "event-default": "snn.simulate(x)",
+    "call": "snn(x)",
+    "clock": 'snn.simulate(x, engine="clock", record=False, steps=K)',
+}
+#: Engines whose float64 outputs must equal the ReLU logits (the event dynamics: where the
+#: certificate holds).
+EXACT_ENGINES: tuple[str, ...] = ("closed", "closed-cert", "closed-cert-default", "event",
+                                  "event-default", "call")
+#: Engines simulating the exact dynamics (their agreement depends on the certificate).
+EVENT_ENGINES: tuple[str, ...] = ("event", "event-default", "call")
 #: Relative error (to the largest |logit|) allowed between float64 outputs and ReLU logits.
 AGREEMENT_TOL = 1e-9
 #: Bytes in a MiB.
@@ -52,29 +76,45 @@ Runner = Callable[[], tuple[Tensor, Any]]
 
 
 def make_runner(engine: str, obj: Any, x: Tensor, *, clock_steps: int) -> Runner:
-    """A call running ``engine`` once on ``x``; returns ``(output, certificate or None)``.
-    ``obj`` is the ReLU model (engine ``relu``) or the spiking network."""
+    """A call running ``engine`` once on ``x`` (:data:`CALLS`); returns ``(output,
+    certificate or None)`` — None for ``relu`` and ``call`` (``snn(x)`` returns the output
+    only). ``obj`` is the ReLU model (engine ``relu``) or the spiking network."""
     if engine == "relu":
         def run() -> tuple[Tensor, Any]:
             with torch.no_grad():
                 return obj(x), None
         return run
+    if engine == "call":
+        def call() -> tuple[Tensor, Any]:
+            return obj(x), None
+        return call
     options: dict[str, Any]
     if engine == "closed":
-        name, options = "closed", {"certify": False}
+        options = {"engine": "closed", "record": False, "certify": False}
     elif engine == "closed-cert":
-        name, options = "closed", {"certify": True}
+        options = {"engine": "closed", "record": False, "certify": True}
+    elif engine == "closed-cert-default":
+        options = {"engine": "closed"}
     elif engine == "event":
-        name, options = "event", {}
+        options = {"engine": "event", "record": False}
+    elif engine == "event-default":
+        options = {}
     elif engine == "clock":
-        name, options = "clock", {"steps": clock_steps}
+        options = {"engine": "clock", "record": False, "steps": clock_steps}
     else:
         raise ArgumentError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
 
     def run_snn() -> tuple[Tensor, Any]:
-        res = obj.simulate(x, engine=name, record=False, **options)
+        res = obj.simulate(x, **options)
         return res.output, res.certificate
     return run_snn
+
+
+def certificate_of_call(obj: Any, x: Tensor) -> Any:
+    """The certificate of ``snn(x)``, which returns the output only: that of the same
+    simulation, ``snn.simulate(x, engine="event", record=False)`` (what ``forward`` runs),
+    computed apart from the measured call."""
+    return obj.simulate(x, engine="event", record=False).certificate
 
 
 def _status_kib(field_name: str) -> int | None:
@@ -175,19 +215,34 @@ def _cert_stats(cert: Any) -> dict[str, Any]:
 
 
 def _outcome(engine: str, dtype: str, out: Tensor, cert: Any, ref: Tensor) -> dict[str, Any]:
+    """Error, class agreement and certificate statistics of one run's outputs; ``agrees``:
+    whether float64 outputs of an exact engine equal ``ref`` within :data:`AGREEMENT_TOL`
+    (None: not checked — other engines, float32, or an event engine whose certificate does
+    not hold, where the spiking network legitimately differs)."""
     res: dict[str, Any] = {"max_rel_err": _rel_err(out, ref)}
     res["predictions_agree"] = float(
         (out.reshape(out.shape[0], -1).argmax(1) == ref.reshape(ref.shape[0], -1).argmax(1))
         .to(torch.float64).mean())
     res.update(_cert_stats(cert))
     res["agrees"] = None
-    if dtype == "float64" and engine in ("closed", "closed-cert", "event"):
-        if engine == "event" and not res["certificate_exact"]:
+    if dtype == "float64" and engine in EXACT_ENGINES:
+        if engine in EVENT_ENGINES and cert is None:
+            res["agreement_note"] = "no certificate: not checked"
+        elif engine in EVENT_ENGINES and not res["certificate_exact"]:
             res["agreement_note"] = (f"certificate not exact ({res['violations']} violations): "
                                      "the spiking network differs from the ReLU network")
         else:
             res["agrees"] = res["max_rel_err"] <= AGREEMENT_TOL
     return res
+
+
+def _call_certificate(engine: str, obj: Any, x: Tensor, cert: Any) -> tuple[Any, dict[str, Any]]:
+    """``cert``, or for ``call`` (no certificate of its own) :func:`certificate_of_call`, with
+    a note saying so."""
+    if engine != "call" or cert is not None:
+        return cert, {}
+    return certificate_of_call(obj, x), {
+        "certificate_from": 'snn.simulate(x, engine="event", record=False), run apart'}
 
 
 def _measure_first_run(job: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +280,8 @@ def _measure_first_run(job: dict[str, Any]) -> dict[str, Any]:
            "baseline_bytes": peak.base,
            "memory_method": peak.method + (" after malloc_trim" if trimmed else ""),
            "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    cert, note = _call_certificate(job["engine"], obj, x, cert)
+    res.update(note)
     res.update(_outcome(job["engine"], job["dtype"], out, cert, ref))
     return res
 
@@ -284,12 +341,17 @@ def run_in_child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
     return res
 
 
-def measure_in_process(job: dict[str, Any], run: Runner, ref: Tensor) -> dict[str, Any]:
+def measure_in_process(job: dict[str, Any], run: Runner, ref: Tensor,
+                       snn: Any = None, x: Tensor | None = None) -> dict[str, Any]:
     """One configuration's first run in this process (no peak memory): its time and the
-    outcome of its outputs against ``ref``."""
+    outcome of its outputs against ``ref``. ``snn`` and ``x`` (the network and the inputs of
+    ``run``) give engine ``call`` its certificate (:func:`certificate_of_call`)."""
     c0, t0 = time.process_time(), time.perf_counter()
     out, cert = run()
     res = {"first_run_s": time.perf_counter() - t0, "first_run_cpu_s": time.process_time() - c0}
+    if snn is not None and x is not None:
+        cert, note = _call_certificate(job["engine"], snn, x, cert)
+        res.update(note)
     res.update(_outcome(job["engine"], job["dtype"], out, cert, ref))
     return res
 

@@ -1,5 +1,6 @@
 """The benchmark's models: what each ``--models`` key is, how it is built (shipped weights or a
-seeded random initialisation with plausible batch norm) and which inputs it is fed."""
+seeded random initialisation following a weight *recipe*, :data:`RECIPES`) and which inputs it
+is fed."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from onespike.errors import ArgumentError
+
 __all__ = [
     "BENCH_MODELS",
     "DEFAULT_MODELS",
     "DTYPES",
     "QUICK_MODELS",
+    "RECIPES",
     "BenchModel",
+    "apply_recipe",
     "bench_data",
     "build_model",
+    "kaiming_init",
     "randomise_batchnorm",
 ]
 
@@ -31,7 +37,10 @@ class BenchModel:
 
     ``factory``: a :func:`onespike.models.get_model` name (or a tiny model of this module);
     ``data``: ``"fashion-mnist"`` (real images; random ones if the files are missing) or
-    ``"random"`` (uniform in [0, 1]); ``calibration``: default number of calibration images.
+    ``"random"`` (uniform in [0, 1]); ``calibration``: default number of calibration images;
+    ``kwargs``: arguments of the factory. Without shipped weights (or with ``kwargs`` or a
+    ``recipe`` other than ``"plausible"``) the weights are random, made by the recipe
+    ``recipe`` (one of :data:`RECIPES`) with seed ``--seed`` + ``seed``.
     """
 
     key: str
@@ -41,6 +50,8 @@ class BenchModel:
     data: str
     calibration: int = 1000
     kwargs: dict[str, Any] = field(default_factory=dict)
+    recipe: str = "plausible"
+    seed: int = 0
 
 
 def _tiny_mlp() -> nn.Module:
@@ -66,6 +77,12 @@ BENCH_MODELS: dict[str, BenchModel] = {
         BenchModel("vgg_fmnist", "VGG (Fashion-MNIST)", "vgg_fmnist", (1, 28, 28),
                    "fashion-mnist"),
         BenchModel("vgg16_cifar", "VGG-16 32×32", "vgg16_cifar", (3, 32, 32), "random"),
+        BenchModel("vgg16_cifar_spread", "VGG-16 32×32, spread BN (seed 1)", "vgg16_cifar",
+                   (3, 32, 32), "random", recipe="spread", seed=1),
+        BenchModel("vgg16_cifar_bnrelu", "VGG-16 32×32, BN after ReLU", "vgg16_cifar",
+                   (3, 32, 32), "random", kwargs={"bn_after_relu": True}),
+        BenchModel("vgg16_cifar_kaiming", "VGG-16 32×32, Kaiming init", "vgg16_cifar",
+                   (3, 32, 32), "random", recipe="kaiming"),
         BenchModel("vgg16_cifar64", "VGG-16 64×64", "vgg16_cifar", (3, 64, 64), "random",
                    kwargs={"in_size": 64}),
         BenchModel("resnet_fmnist", "ResNet (Fashion-MNIST)", "resnet_fmnist", (1, 28, 28),
@@ -81,8 +98,9 @@ BENCH_MODELS: dict[str, BenchModel] = {
 }
 #: Models of the full benchmark.
 DEFAULT_MODELS: tuple[str, ...] = ("mlp_fmnist", "lenet5_fmnist", "vgg_fmnist", "resnet_fmnist",
-                                   "densenet_fmnist", "vgg16_cifar", "vgg16_cifar64",
-                                   "resnet18_cifar")
+                                   "densenet_fmnist", "vgg16_cifar", "vgg16_cifar_spread",
+                                   "vgg16_cifar_bnrelu", "vgg16_cifar_kaiming",
+                                   "vgg16_cifar64", "resnet18_cifar")
 #: Models of ``--quick``.
 QUICK_MODELS: tuple[str, ...] = ("tiny_mlp", "tiny_cnn")
 
@@ -95,24 +113,38 @@ def _instantiate(spec: BenchModel) -> nn.Module:
     return get_model(spec.factory, **spec.kwargs)
 
 
-def randomise_batchnorm(model: nn.Module, sample: Tensor, *, seed: int = 0) -> None:
+def randomise_batchnorm(
+    model: nn.Module,
+    sample: Tensor,
+    *,
+    seed: int = 0,
+    gamma: tuple[float, float] = (0.8, 1.2),
+    beta: tuple[float, float] = (-0.1, 0.1),
+    mean_shift: float = 0.1,
+    var_scale: tuple[float, float] = (0.8, 1.25),
+) -> None:
     """Give a randomly initialised model plausible batch-norm parameters and statistics.
 
-    Affine parameters are drawn (``gamma ~ U(0.8, 1.2)``, ``beta ~ U(-0.1, 0.1)``); the
-    running statistics are those of ``sample`` flowing through the network in training mode
-    (so every layer sees roughly unit-scale inputs, as after training), then perturbed
-    (means shifted by ``N(0, 0.1²)·std``, variances scaled by ``U(0.8, 1.25)``). The model is
-    left in eval mode."""
+    Affine parameters are drawn (``gamma ~ U(*gamma)``, ``beta ~ U(*beta)``; default
+    ``U(0.8, 1.2)`` and ``U(-0.1, 0.1)``); the running statistics are those of ``sample``
+    flowing through the network in training mode (so every layer sees roughly unit-scale
+    inputs, as after training), then perturbed (means shifted by
+    ``N(0, mean_shift²)·std``, variances scaled by ``U(*var_scale)``; default
+    ``N(0, 0.1²)·std`` and ``U(0.8, 1.25)``). Draws come from a generator seeded with ``seed``,
+    layer by layer in module order. The model is left in eval mode."""
     g = torch.Generator().manual_seed(seed)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         model.eval()
         return
+    g_lo, g_hi = gamma
+    b_lo, b_hi = beta
+    v_lo, v_hi = var_scale
     with torch.no_grad():
         for bn in bns:
             if bn.affine:
-                bn.weight.copy_(0.8 + 0.4 * torch.rand(bn.weight.shape, generator=g))
-                bn.bias.copy_(0.2 * torch.rand(bn.bias.shape, generator=g) - 0.1)
+                bn.weight.copy_(g_lo + (g_hi - g_lo) * torch.rand(bn.weight.shape, generator=g))
+                bn.bias.copy_((b_hi - b_lo) * torch.rand(bn.bias.shape, generator=g) + b_lo)
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the sample
         model.train()
@@ -123,33 +155,121 @@ def randomise_batchnorm(model: nn.Module, sample: Tensor, *, seed: int = 0) -> N
             if mean is None or var is None:  # track_running_stats=False: nothing to perturb
                 continue
             std = var.sqrt()
-            mean.add_(0.1 * std * torch.randn(std.shape, generator=g))
-            var.mul_(0.8 + 0.45 * torch.rand(std.shape, generator=g))
+            mean.add_(mean_shift * std * torch.randn(std.shape, generator=g))
+            var.mul_(v_lo + (v_hi - v_lo) * torch.rand(std.shape, generator=g))
     model.eval()
 
 
-def build_model(spec: BenchModel, *, seed: int = 0) -> tuple[nn.Module, str]:
-    """The model in eval mode and where its weights come from: ``"pretrained"`` (shipped
-    weights) or ``"random (…)"`` (seeded default initialisation, batch norm randomised by
-    :func:`randomise_batchnorm`)."""
-    from onespike.models import load_pretrained
+def kaiming_init(model: nn.Module) -> None:
+    """torchvision's VGG initialisation: every ``Conv2d`` weight Kaiming-normal
+    (``N(0, 2 / fan_out)``, ``fan_out = out_channels · kernel area``: ``kaiming_normal_`` with
+    ``mode="fan_out", nonlinearity="relu"``), every ``Linear`` weight ``N(0, 0.01²)``, all
+    their biases 0, batch norm ``gamma = 1``, ``beta = 0``. Draws come from torch's global
+    generator (seeded by :func:`build_model`), module by module."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+                continue
+            else:
+                continue
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
-    if spec.factory not in _TINY and not spec.kwargs:
+
+def _plausible(model: nn.Module, sample: Tensor, seed: int) -> None:
+    randomise_batchnorm(model, sample, seed=seed)
+
+
+def _spread(model: nn.Module, sample: Tensor, seed: int) -> None:
+    randomise_batchnorm(model, sample, seed=seed, gamma=(0.5, 1.5), beta=(-0.3, 0.3),
+                        mean_shift=0.3, var_scale=(0.5, 2.0))
+
+
+def _kaiming(model: nn.Module, sample: Tensor, seed: int) -> None:
+    kaiming_init(model)
+    randomise_batchnorm(model, sample, seed=seed)
+
+
+#: Weight recipes of randomly initialised bench models, by :attr:`BenchModel.recipe`. Each
+#: starts from PyTorch's default initialisation drawn after ``torch.manual_seed(seed)``
+#: (Kaiming-uniform weights ``a=√5`` and uniform biases for conv and linear layers) and
+#: feeds ``sample`` (64 inputs ``U(0, 1)`` from a generator seeded ``seed + 1``) to
+#: :func:`randomise_batchnorm` (generator seeded ``seed``):
+#:
+#: * ``"plausible"``: batch norm ``gamma ~ U(0.8, 1.2)``, ``beta ~ U(-0.1, 0.1)``, running
+#:   means the sample's plus ``N(0, 0.1²)·std``, variances the sample's times
+#:   ``U(0.8, 1.25)``;
+#: * ``"spread"``: wider statistics: ``gamma ~ U(0.5, 1.5)``, ``beta ~ U(-0.3, 0.3)``, means
+#:   shifted by ``N(0, 0.3²)·std``, variances scaled by ``U(0.5, 2)``;
+#: * ``"kaiming"``: first :func:`kaiming_init` (torchvision's VGG initialisation: conv weights
+#:   ``N(0, 2 / fan_out)``, linear weights ``N(0, 0.01²)``, zero biases), then the
+#:   ``"plausible"`` batch norm.
+RECIPES: dict[str, Callable[[nn.Module, Tensor, int], None]] = {
+    "plausible": _plausible,
+    "spread": _spread,
+    "kaiming": _kaiming,
+}
+
+
+def apply_recipe(model: nn.Module, recipe: str, sample: Tensor, *, seed: int) -> None:
+    """Apply weight recipe ``recipe`` (:data:`RECIPES`) to a freshly built ``model`` with
+    batch-norm statistics from ``sample``; leaves it in eval mode."""
+    try:
+        make = RECIPES[recipe]
+    except KeyError:
+        raise ArgumentError(f"unknown weight recipe {recipe!r}; known: "
+                            f"{', '.join(RECIPES)}") from None
+    make(model, sample, seed)
+    model.eval()
+
+
+def _trained(name: str) -> str:
+    """How the shipped weights of ``name`` were made (from their training record)."""
+    from onespike.models import pretrained_info
+
+    try:
+        info = pretrained_info(name)
+        text = (f"pretrained: trained on {info['dataset']}, {info['epochs']} epochs, seed "
+                f"{info['seed']}, test accuracy {100 * float(info['test_accuracy']):.1f}%")
+    except (OSError, ValueError, KeyError, TypeError):
+        text = "pretrained"
+    return text + " (shipped weights)"
+
+
+def build_model(spec: BenchModel, *, seed: int = 0) -> tuple[nn.Module, str]:
+    """The model in eval mode and how its weights were made: ``"pretrained: trained on …
+    (shipped weights)"``, or ``"random, recipe R, seed S (why)"`` — ``torch.manual_seed(S)``,
+    the factory's default initialisation, then recipe ``R`` of :data:`RECIPES`, with
+    ``S = seed + spec.seed``. Shipped weights are tried only for a factory called without
+    ``kwargs`` and with the default recipe."""
+    from onespike.models import PRETRAINED_NAMES, load_pretrained
+
+    reason = "none shipped"
+    if spec.factory in _TINY:
+        pass
+    elif not spec.kwargs and spec.recipe == "plausible":
         try:
-            return load_pretrained(spec.factory).float().eval(), "pretrained"
+            return load_pretrained(spec.factory).float().eval(), _trained(spec.factory)
         except (ValueError, FileNotFoundError, OSError, RuntimeError, ImportError) as exc:
             reason = type(exc).__name__
             if isinstance(exc, FileNotFoundError):
                 reason = "no weight file"
             elif isinstance(exc, ValueError):
                 reason = "none shipped"
-    else:
-        reason = "none shipped"
-    torch.manual_seed(seed)
+    elif spec.factory in PRETRAINED_NAMES:
+        reason = "shipped weights not used: other architecture options or recipe"
+    s = seed + spec.seed
+    torch.manual_seed(s)
     model = _instantiate(spec).float()
-    g = torch.Generator().manual_seed(seed + 1)
-    randomise_batchnorm(model, torch.rand((64, *spec.input_shape), generator=g), seed=seed)
-    return model.eval(), f"random ({reason})"
+    g = torch.Generator().manual_seed(s + 1)
+    apply_recipe(model, spec.recipe, torch.rand((64, *spec.input_shape), generator=g), seed=s)
+    return model.eval(), f"random, recipe {spec.recipe}, seed {s} ({reason})"
 
 
 def load_model(spec: BenchModel, weights: str, dtype: torch.dtype) -> nn.Module:

@@ -375,8 +375,9 @@ def _bench_dtype(session: _Session, m: _Prepared, dname: str, snn: SpikingNetwor
     per_image: PerImage = {}
     for b in session.plan.batches:
         cfg = _Config(m.key, dname, b)
-        make = _runner_factory(relu_model, snn, m.x_all[:b].to(dtype), session.plan.clock_steps)
-        group = {engine: _first_run(session, m, cfg, engine, per_image, make)
+        x = m.x_all[:b].to(dtype)
+        make = _runner_factory(relu_model, snn, x, session.plan.clock_steps)
+        group = {engine: _first_run(session, m, cfg, engine, per_image, make, (snn, x))
                  for engine in session.plan.engines}
         _time_runs(session, cfg, group, make)
         _summarise(group, b, per_image)
@@ -384,8 +385,10 @@ def _bench_dtype(session: _Session, m: _Prepared, dname: str, snn: SpikingNetwor
 
 
 def _first_run(session: _Session, m: _Prepared, cfg: _Config, engine: str,
-               per_image: PerImage, make: Callable[[str], Runner]) -> Row:
-    """The row of one configuration after its first run (or why it was skipped)."""
+               per_image: PerImage, make: Callable[[str], Runner],
+               net_and_x: tuple[SpikingNetwork, Tensor]) -> Row:
+    """The row of one configuration after its first run (or why it was skipped);
+    ``net_and_x``: the spiking network and the inputs the runners of ``make`` use."""
     session.bar.set_description(f"bench {cfg.label} {engine}")
     row: Row = {"model": cfg.key, "dtype": cfg.dname, "batch": cfg.batch, "engine": engine}
     if engine == "clock":
@@ -396,7 +399,7 @@ def _first_run(session: _Session, m: _Prepared, cfg: _Config, engine: str,
         row.update(skipped)
         per_image[engine] = None
     else:
-        res = _measure_first(session, m, cfg, engine, make)
+        res = _measure_first(session, m, cfg, engine, make, net_and_x)
         if "error" in res:
             row.update(status="failed", error=res["error"])
             if "traceback" in res:
@@ -424,7 +427,8 @@ def _skip(engine: str, b: int, per_image: PerImage, max_run: float) -> Row | Non
 
 
 def _measure_first(session: _Session, m: _Prepared, cfg: _Config, engine: str,
-                   make: Callable[[str], Runner]) -> dict[str, Any]:
+                   make: Callable[[str], Runner],
+                   net_and_x: tuple[SpikingNetwork, Tensor]) -> dict[str, Any]:
     """The first run of one configuration: in a fresh process with its peak memory, or in
     this one with ``memory=False``; ``{"error": …}`` where it failed."""
     plan = session.plan
@@ -435,7 +439,7 @@ def _measure_first(session: _Session, m: _Prepared, cfg: _Config, engine: str,
     if plan.memory:
         return run_in_child(job, plan.timeout)
     try:
-        return measure_in_process(job, make(engine), m.ref[:cfg.batch])
+        return measure_in_process(job, make(engine), m.ref[:cfg.batch], *net_and_x)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -28,7 +28,9 @@ __all__ = ["bench", "bench_command"]
 @click.option("--dtypes", default=None, metavar="LIST",
               help=f"{' and/or '.join(DTYPES)} [default: all].")
 @click.option("--engines", default=None, metavar="LIST",
-              help=f"Engines [default: {','.join(ENGINES)}]; relu is always measured.")
+              help=f"Engines [default: {','.join(ENGINES)}]; relu is always measured. "
+                   "event-default, closed-cert-default and call are snn.simulate(x), "
+                   "snn.simulate(x, engine='closed') and snn(x) with every default.")
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
               help="Timed runs per configuration [default: 5; 1 with --quick].")
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=8.0,
