@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tests.helpers.nets import random_cnn
-from tests.simulation.engines.test_bounds import stress_inputs
+from tests.simulation.engines.test_bounds import converted_layers, move_to_threshold, stress_inputs
 
 import onespike
 from onespike.network.population import SpikingLayer
@@ -24,10 +24,7 @@ pytestmark = pytest.mark.skipif(not bounds._bf16_conv_native(),
 
 
 def conv_layers(seed: int, dtype: torch.dtype) -> list[SpikingLayer]:
-    model, shape = random_cnn(seed, 2)
-    x = torch.rand(16, *shape, generator=torch.Generator().manual_seed(seed))
-    snn = onespike.convert(model, x, progress=False, dtype=dtype)
-    return [ly for ly in snn.hidden_layers
+    return [ly for ly in converted_layers(seed, "cnn", dtype)
             if bounds.bf16_drive_available(ly, torch.device("cpu"))]
 
 
@@ -40,13 +37,12 @@ def exact_drive(layer: SpikingLayer, x: torch.Tensor) -> torch.Tensor:
 
 def place_biases(layer: SpikingLayer, drive0: torch.Tensor, spread: float,
                  g: torch.Generator) -> None:
-    """Biases with ``b + drive(sample 0) = B ± spread·B·size`` (signs alternating)."""
-    n = layer.num_neurons
-    sign = (torch.arange(n) % 2 * 2 - 1).to(torch.float64).reshape(layer.out_shape)
-    size = 0.5 + torch.rand(layer.out_shape, generator=g, dtype=torch.float64)
-    target = layer.B - drive0 + spread * layer.B * sign * size
+    """Biases with ``b + drive(sample 0) ≈ B ± spread·B·size`` (signs alternating): the
+    drive condition's margin ``b + drive − B`` moved to the threshold like ``max f`` in
+    :func:`move_to_threshold`."""
     with torch.no_grad():
-        layer.bias.copy_(target.to(layer.bias.dtype))
+        move_to_threshold(layer, layer.bias.double() + drive0 - layer.B, spread, g,
+                          layer.bias.dtype)
 
 
 @SETTINGS
@@ -111,7 +107,6 @@ def test_spike_times_do_not_depend_on_the_drive_form(seed: int, monkeypatch) -> 
     x = torch.rand(16, *shape, generator=g)
     fast = snn.simulate(x)
     monkeypatch.setattr(bounds, "BF16_DRIVE", False)
-    snn.hidden_layers[0].bias.add_(0.0)  # same values; the caches are keyed on the tensors
     plain = snn.simulate(x)
     assert torch.equal(fast.output, plain.output)
     for a, b in zip(fast.spike_times, plain.spike_times):

@@ -41,6 +41,7 @@ process-wide backend flag is ever changed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -79,7 +80,6 @@ _STACK_SAMPLES = 32
 #: Let :func:`certify_drive` sum in bfloat16 where :func:`bf16_drive_available` (tests switch
 #: it off to compare both paths).
 BF16_DRIVE = True
-_BF16_NATIVE: bool | None = None
 
 
 def _edges(xs: Tensor | Sequence[Tensor]) -> list[Tensor]:
@@ -115,6 +115,13 @@ def sum_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if float32_is_ieee(device) else torch.float64
 
 
+def _f32_down(exact: Tensor) -> Tensor:
+    """float64 ``exact`` rounded down to float32 (every entry ≤ ``exact``)."""
+    t32 = exact.to(torch.float32)
+    return torch.where(t32.to(torch.float64) > exact,
+                       torch.nextafter(t32, torch.full_like(t32, float("-inf"))), t32)
+
+
 def _drive_threshold32(layer: PopulationLike, bias: Tensor | None = None) -> Tensor:
     """float32 map ``T`` with: ``d̂ < T`` ⇒ ``b + d < B`` for the float32-computed excitatory
     drive ``d̂`` of the exact ``d = Σ_j W⁺_ij x_j`` (non-negative terms, so
@@ -126,10 +133,7 @@ def _drive_threshold32(layer: PopulationLike, bias: Tensor | None = None) -> Ten
         gamma = (layer.synapses.fan_in + 2) * _U32
         if b.dtype == torch.float32:
             gamma *= 2.0  # b and B themselves are then only float32
-        exact = (layer.B - b.to(torch.float64)) / (1.0 + 2.0 * gamma)
-        t32 = exact.to(torch.float32)
-        return torch.where(t32.to(torch.float64) > exact,
-                           torch.nextafter(t32, torch.full_like(t32, float("-inf"))), t32)
+        return _f32_down((layer.B - b.to(torch.float64)) / (1.0 + 2.0 * gamma))
 
     return make() if bias is not None else layer.derived("threshold32", make)
 
@@ -145,15 +149,13 @@ def bf16_drive_available(layer: PopulationLike, device: torch.device) -> bool:
     return all(a.kind == "conv" for a in layer.synapses.affines)
 
 
+@functools.cache
 def _bf16_conv_native() -> bool:
-    global _BF16_NATIVE
-    if _BF16_NATIVE is None:
-        try:
-            _BF16_NATIVE = bool(torch.backends.mkldnn.is_available()
-                                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            _BF16_NATIVE = False
-    return _BF16_NATIVE
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _drive_threshold_bf16(layer: PopulationLike, bias: Tensor | None = None) -> Tensor:
@@ -183,10 +185,8 @@ def _drive_threshold_bf16(layer: PopulationLike, bias: Tensor | None = None) -> 
                    for w in layer.positive_weight_bf16())
         absolute = 2.0 * terms * 2.0**-126 * max(1.0, wmax, layer.B_in)
         ub = 2.0**-7
-        exact = (layer.B - b.to(torch.float64) - absolute) * ((1.0 - ub) ** 2 * (1.0 - gamma))
-        t32 = exact.to(torch.float32)
-        return torch.where(t32.to(torch.float64) > exact,
-                           torch.nextafter(t32, torch.full_like(t32, float("-inf"))), t32)
+        return _f32_down((layer.B - b.to(torch.float64) - absolute)
+                         * ((1.0 - ub) ** 2 * (1.0 - gamma)))
 
     return make() if bias is not None else layer.derived("threshold_bf16", make)
 
