@@ -266,7 +266,8 @@ def test_event_engine_is_unchanged_by_the_form_and_stages_of_the_grid(seed, monk
         monkeypatch.setattr(common, "GRID_MIN_FRACTION", 0.0)
         monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
         for cost in FORMS.values():
-            for stages in (common.GRID_STAGES, (bounds.GRID_QUANTILES,)):
+            for stages in (common.GRID_STAGES, ((bounds.GRID_QUANTILES, "float32"),),
+                           ((bounds.GRID_QUANTILES, "bfloat16"),)):
                 monkeypatch.setattr(bounds, "PATCH_COST", cost)
                 monkeypatch.setattr(common, "GRID_STAGES", stages)
                 for chunk in (None, 3):

@@ -30,10 +30,12 @@ GRID_MIN_FRACTION = 0.0
 # ... and the missed neurons' inputs (neurons × fan-in) must exceed this many: below it, their
 # exact walk (a few milliseconds) is cheaper than the grid bound's fixed costs.
 GRID_MIN_ELEMENTS = 1 << 16
-# The grid bound runs in stages, each on the neurons the previous ones left: a coarse grid
-# (the median of the inputs and their maximum: two convolutions and the tents) clears most
-# of them, the full grid (GRID_QUANTILES) nearly all the rest.
-GRID_STAGES: tuple[tuple[float, ...], ...] = ((0.5,), GRID_QUANTILES)
+# The grid bound runs in stages, each on the neurons the previous ones left: (quantiles of
+# the inputs as grid points, precision of the sums — "bfloat16" runs in float32 where it is
+# not native). A coarse grid in bfloat16 (the quartiles of the inputs and their maximum)
+# clears most of them, the full grid (GRID_QUANTILES) in float32 nearly all the rest.
+GRID_STAGES: tuple[tuple[tuple[float, ...], str], ...] = (
+    ((0.25, 0.5, 0.75), "bfloat16"), (GRID_QUANTILES, "float32"))
 # Elements gathered per chunk of the exact path (M × fan-in); bounds its memory.
 GATHER_ELEMENTS = 1 << 21
 
@@ -135,12 +137,13 @@ def model_a_step(
         missed = ok.numel() - int(ok.sum())
         if (missed > GRID_MIN_FRACTION * ok.numel()
                 and missed * layer.synapses.fan_in > GRID_MIN_ELEMENTS):
-            for grid in grid_stages(xs, layer.B_in, GRID_STAGES):
+            grids = grid_stages(xs, layer.B_in, [q for q, _ in GRID_STAGES])
+            for grid, (_, precision) in zip(grids, GRID_STAGES):
                 need = ~ok
                 if not bool(need.any()):
                     break
                 grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, grid=grid,
-                                       need=need)
+                                       need=need, precision=precision)
                 ok |= grid_ok if leak is None else grid_ok & (leak > 0)
     if gain is not None:
         assert leak is not None

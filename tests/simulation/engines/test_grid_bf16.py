@@ -1,0 +1,167 @@
+"""The bfloat16 form of the grid certificate (its convolutions on bfloat16 maps and weights,
+float32 accumulation): never certifies a neuron whose brute-force ``max f`` reaches the
+threshold, even within 1e-9·B of it, on float64 and float32 networks and with perturbed
+``alpha``; its margin is needed (a mutation without it certifies wrong neurons); it clears
+most of what the float32 form clears; and spike times do not depend on which form runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from tests.helpers.nets import random_cnn
+from tests.simulation.engines.test_bounds import (
+    brute_max_f,
+    converted_layers,
+    move_to_threshold,
+    stress_inputs,
+)
+
+import onespike
+from onespike.network.population import SpikingLayer
+from onespike.simulation.engines import bounds, common
+
+SETTINGS = settings(max_examples=20, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+pytestmark = pytest.mark.skipif(not bounds._bf16_conv_native(),
+                                reason="no native bfloat16 convolutions on this CPU")
+
+
+def conv_layers(seed: int, dtype: torch.dtype = torch.float64) -> list[SpikingLayer]:
+    """The layers of a random CNN where the bfloat16 form runs (convolution edges)."""
+    return [ly for ly in converted_layers(seed, "cnn", dtype)
+            if bounds.bf16_drive_available(ly, torch.device("cpu"))]
+
+
+def breakpoints(layer: SpikingLayer, x: torch.Tensor) -> list[float]:
+    """Grid points on (up to 64 of) the first sample's inputs: there ``f`` is evaluated
+    exactly up to rounding, with no tent, so only the rounding margin separates a hair-thin
+    early spike from a proof."""
+    return sorted({bounds._f32(float(v)) for v in x[0].reshape(-1)
+                   if 0 < float(v) < layer.B_in})[:64]
+
+
+def grid_bf16(layer: SpikingLayer, x: torch.Tensor, z: torch.Tensor, **kw) -> torch.Tensor:
+    return bounds.certify_grid(layer, x, z, precision="bfloat16", **kw)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), spread=st.sampled_from([1e-9, 1e-6, 1e-4, 1e-2]),
+       dtype=st.sampled_from([torch.float64, torch.float32]), data=st.data())
+def test_bf16_grid_never_certifies_a_neuron_that_fires_early(
+        seed: int, spread: float, dtype: torch.dtype, data) -> None:
+    """Biases moved so that the first sample's neurons peak within ±spread·B of the
+    threshold (half of them fire early by a hair), with the default grid, an empty one,
+    random points and the first sample's breakpoints (where ``max f`` is a bfloat16 sum)."""
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.float32:
+        spread = max(spread, 1e-5)  # float32 biases cannot resolve less
+    layers = conv_layers(seed, dtype)
+    assume(layers)
+    for i, layer in enumerate(layers):
+        x = stress_inputs(layer, 3, seed + i, data.draw(st.sampled_from([1.0, 3.0, 8.0])))
+        with torch.no_grad():
+            move_to_threshold(layer, brute_max_f(layer, x)[0], spread, g, dtype)
+        z = layer.affine(x)
+        truth = brute_max_f(layer, x)
+        assert bool((truth[0] >= 0).any())
+        raw = data.draw(st.lists(st.floats(0.001, 0.999), max_size=6))
+        for grid in (None, [], sorted({bounds._f32(layer.B_in * r) for r in raw}),
+                     breakpoints(layer, x)):
+            ok = grid_bf16(layer, x, z, grid=grid)
+            assert not bool((ok & (truth >= 0)).any()), (layer.name, grid)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), sigma=st.sampled_from([0.01, 0.2]))
+def test_bf16_grid_is_sound_with_perturbed_alpha(seed: int, sigma: float) -> None:
+    g = torch.Generator().manual_seed(seed)
+    layers = conv_layers(seed)
+    assume(layers)
+    for i, layer in enumerate(layers):
+        x = stress_inputs(layer, 4, seed + i, 3.0)
+        gain = 1.0 + sigma * torch.randn(layer.out_shape, generator=g, dtype=torch.float64)
+        bias, leak = common._perturbed(layer.bias, layer.S, gain, layer.B_in)
+        z = layer.affine.linear(x) + bias
+        ok = grid_bf16(layer, x, z, bias=bias, leak=leak)
+        assert not bool((ok & (brute_max_f(layer, x, bias, leak) >= 0)).any())
+
+
+def _no_margin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation: the bfloat16 sums taken at face value (no rounding allowance at all)."""
+    monkeypatch.setattr(bounds, "_UB", 0.0)
+    real = bounds._grid_weights_bf16
+
+    def exact_weights(layer: SpikingLayer) -> dict:
+        w = dict(real(layer))
+        w["lo"] = torch.zeros_like(w["lo"])
+        w["hat"] = torch.zeros_like(w["hat"])
+        w["neg"] = [(-v).clamp_min(0).to(torch.bfloat16) for v in layer.synapses.weights]
+        return w
+
+    monkeypatch.setattr(bounds, "_grid_weights_bf16", exact_weights)
+    monkeypatch.setattr(bounds, "_gamma", lambda n, unit: 0.0)
+
+
+def test_bf16_grid_margin_is_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without its rounding allowance the bfloat16 form certifies neurons whose brute-force
+    maximum exceeds the threshold by 1e-4·B (with it, none: the test above)."""
+    g = torch.Generator().manual_seed(0)
+    _no_margin(monkeypatch)
+    wrong = 0
+    for seed in range(12):
+        for i, layer in enumerate(conv_layers(seed)):
+            x = stress_inputs(layer, 3, seed + i, 3.0)
+            with torch.no_grad():
+                move_to_threshold(layer, brute_max_f(layer, x)[0], 1e-4, g, torch.float64)
+            z = layer.affine(x)
+            truth = brute_max_f(layer, x)
+            ok = grid_bf16(layer, x, z, grid=breakpoints(layer, x))
+            wrong += int((ok & (truth >= 0)).sum())
+    assert wrong > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bf16_grid_clears_most_of_what_float32_clears(seed: int) -> None:
+    """Neurons 10 % of B below the threshold: the bfloat16 form's wider margin (about 2⁻⁶ of
+    Σ|W|·max map) loses few of the float32 form's proofs."""
+    g = torch.Generator().manual_seed(seed)
+    both = f32 = 0
+    for i, layer in enumerate(conv_layers(seed)):
+        x = stress_inputs(layer, 3, seed + i, 3.0)
+        with torch.no_grad():
+            move_to_threshold(layer, brute_max_f(layer, x)[0], 0.1, g, torch.float64)
+        z = layer.affine(x)
+        ok32 = bounds.certify_grid(layer, x, z)
+        ok16 = grid_bf16(layer, x, z)
+        f32 += int(ok32.sum())
+        both += int((ok32 & ok16).sum())
+    assert f32 > 0
+    assert both >= 0.8 * f32
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_spike_times_do_not_depend_on_the_grid_precision(seed: int, monkeypatch) -> None:
+    model, shape = random_cnn(seed, 2)
+    g = torch.Generator().manual_seed(seed)
+    snn = onespike.convert(model, torch.rand(64, *shape, generator=g), progress=False)
+    x = torch.rand(16, *shape, generator=g)
+    monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
+    runs = []
+    for precision in ("bfloat16", "float32"):
+        monkeypatch.setattr(common, "GRID_STAGES", ((bounds.GRID_QUANTILES, precision),))
+        runs.append(snn.simulate(x))
+    fast, plain = runs
+    assert torch.equal(fast.output, plain.output)
+    for a, b in zip(fast.spike_times, plain.spike_times):
+        assert torch.equal(a, b)
+    assert fast.certificate.early == plain.certificate.early
+
+
+def test_precision_is_checked() -> None:
+    layer = conv_layers(0)[0]
+    x = stress_inputs(layer, 2, 0, 1.0)
+    with pytest.raises(ValueError, match="precision"):
+        bounds.certify_grid(layer, x, layer.affine(x), precision="float16")
