@@ -72,6 +72,28 @@ def test_perturbed_results_do_not_depend_on_the_chunk_size() -> None:
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_wide_linear_results_do_not_depend_on_the_batch(dtype: torch.dtype) -> None:
+    """BLAS matrix products block by the number of rows (MKL on Intel CPUs rounds the same
+    row differently at batch 1, 7 and 64 for a 784×600 layer): the spiking network's own
+    z must not, so that chunk sizes and process counts cannot change a result."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 600), nn.ReLU(), nn.Linear(600, 600),
+                          nn.ReLU(), nn.Linear(600, 10)).eval()
+    x = torch.rand(70, 1, 28, 28)
+    snn = onespike.convert(model, x, progress=False, dtype=dtype)
+    whole = snn.simulate(x.to(dtype), chunk_size=70)
+    for chunk in (1, 7, 64):
+        part = snn.simulate(x.to(dtype), chunk_size=chunk)
+        assert torch.equal(part.output, whole.output), chunk
+        for a, b in zip(part.spike_times, whole.spike_times):
+            assert torch.equal(a, b), chunk
+    pop = snn.hidden_layers[0]
+    xin = pop.routed(snn.encode(x.to(dtype)))
+    rows = torch.cat([pop.z([xin[i : i + 1]]) for i in range(9)])
+    assert torch.equal(rows, pop.z([xin[:9]]))
+
+
 def test_perturbation_seeds_give_different_noise() -> None:
     x = torch.rand(8, 1, 4, 4)
     snn = onespike.convert(_mlp(), x, progress=False)

@@ -177,8 +177,9 @@ class Population(nn.Module):
         return [e.source for e in self.edges]
 
     def z(self, xs: list[Tensor]) -> Tensor:
-        """``b + Σ_e A_e(x_e)`` for routed, delay-aligned edge inputs ``xs``."""
-        return self.synapses.linear(xs).add_(self.bias)
+        """``b + Σ_e A_e(x_e)`` for routed, delay-aligned edge inputs ``xs`` (each sample's
+        value independent of the batch it is computed in)."""
+        return self.synapses.linear(xs, rows_invariant=True).add_(self.bias)
 
     # -- single-edge views (chains) ------------------------------------------------------------
     def _only_edge(self) -> int:

@@ -16,7 +16,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Affine"]
+__all__ = ["ROW_BLOCK", "Affine"]
+
+#: Rows per matrix product of a batch-invariant Linear edge (:meth:`Affine.linear`): every
+#: product has this shape, whatever the batch (more rows are faster at large batches, fewer
+#: at batch 1).
+ROW_BLOCK = 16
+
+
+def _blocked_mm(x: Tensor, w: Tensor) -> Tensor:
+    """``x @ w.T`` computed in products of exactly :data:`ROW_BLOCK` rows each."""
+    m, r = x.shape[0], ROW_BLOCK
+    wt = w.T
+    full = m // r
+    out = x.new_empty((-(-m // r) * r, w.shape[0]))
+    for i in range(full):
+        torch.mm(x[i * r : (i + 1) * r], wt, out=out[i * r : (i + 1) * r])
+    if full * r < m:
+        tail = x.new_zeros((r, x.shape[1]))
+        tail[: m - full * r] = x[full * r :]
+        torch.mm(tail, wt, out=out[full * r :])
+    return out[:m]
 
 
 @dataclass
@@ -40,11 +60,20 @@ class Affine:
     groups: int = 1
 
     # -- evaluation -------------------------------------------------------------------------
-    def linear(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
-        """``W x`` (no bias) for a batch ``x`` of shape (B, *in_shape); ``weight`` replaces W."""
+    def linear(self, x: Tensor, weight: Tensor | None = None, *,
+               rows_invariant: bool = False) -> Tensor:
+        """``W x`` (no bias) for a batch ``x`` of shape (B, *in_shape); ``weight`` replaces W.
+
+        ``rows_invariant``: each sample's result does not depend on the batch it is computed
+        in (the network's own ``z``, so that results do not depend on chunk sizes or process
+        counts). BLAS matrix products choose their blocking, hence their summation order,
+        by the number of rows; a Linear edge is then computed in blocks of exactly
+        :data:`ROW_BLOCK` rows (the last one zero-padded). Convolutions compute each sample
+        alike already."""
         w = self.weight if weight is None else weight
         if self.kind == "linear":
-            out = x.reshape(x.shape[0], -1) @ w.T
+            x2 = x.reshape(x.shape[0], -1)
+            out = _blocked_mm(x2, w) if rows_invariant else x2 @ w.T
             return out.reshape(x.shape[0], *self.out_shape)
         if self.is_channel_scale:  # one product per output: exactly the convolution's value
             view = (1, -1) + (1,) * self.dims

@@ -43,10 +43,10 @@ class Synapses:
         return sum(a.fan_in for a in self.affines)
 
     def linear(self, xs: Sequence[Tensor], weights: Sequence[Tensor] | None = None, *,
-               out_dtype: torch.dtype | None = None) -> Tensor:
+               out_dtype: torch.dtype | None = None, rows_invariant: bool = False) -> Tensor:
         """``Σ_e W_e x_e`` (no bias); ``weights`` replace the ``W_e``; ``out_dtype``: each
         edge's map is converted to it before the edges are summed (the bfloat16 drive bound
-        sums its edges in float32).
+        sums its edges in float32); ``rows_invariant``: see :meth:`Affine.linear`.
 
         With several edges, an edge whose weight has few non-zero output rows (a block of a
         concatenation, e.g. DenseNet: one edge per concatenated source) is computed for those
@@ -59,7 +59,7 @@ class Synapses:
             w = a.weight if weights is None else weights[i]
             rows = _live_rows(a, w) if multi else None
             if rows is None:
-                y = a.linear(x, w)
+                y = a.linear(x, w, rows_invariant=rows_invariant)
                 if out_dtype is not None:
                     y = y.to(out_dtype)
                 out = y if out is None else out.add_(y)
@@ -68,7 +68,8 @@ class Synapses:
                 out = x.new_zeros((x.shape[0], *self.out_shape), dtype=out_dtype or x.dtype)
             if rows.numel():
                 sub = replace(a, weight=w[rows], out_shape=(int(rows.numel()), *a.out_shape[1:]))
-                out.index_add_(1, rows, sub.linear(x).to(out.dtype))
+                out.index_add_(1, rows,
+                               sub.linear(x, rows_invariant=rows_invariant).to(out.dtype))
         assert out is not None
         return out
 
