@@ -99,16 +99,25 @@ def test_bf16_drive_is_tight(seed: int) -> None:
         assert bool(ok[clear].all()), layer.name
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_spike_times_do_not_depend_on_the_drive_form(seed: int, monkeypatch) -> None:
+def random_cnn_case(seed: int) -> tuple[onespike.SpikingNetwork, torch.Tensor]:
+    """A converted :func:`random_cnn` and 16 inputs to simulate."""
     model, shape = random_cnn(seed, 2)
     g = torch.Generator().manual_seed(seed)
     snn = onespike.convert(model, torch.rand(64, *shape, generator=g), progress=False)
-    x = torch.rand(16, *shape, generator=g)
+    return snn, torch.rand(16, *shape, generator=g)
+
+
+def assert_same_run(a: onespike.SimulationResult, b: onespike.SimulationResult) -> None:
+    """Bit-identical output and spike times, same early counts."""
+    assert torch.equal(a.output, b.output)
+    for ta, tb in zip(a.spike_times, b.spike_times):
+        assert torch.equal(ta, tb)
+    assert a.certificate.early == b.certificate.early
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_spike_times_do_not_depend_on_the_drive_form(seed: int, monkeypatch) -> None:
+    snn, x = random_cnn_case(seed)
     fast = snn.simulate(x)
     monkeypatch.setattr(bounds, "BF16_DRIVE", False)
-    plain = snn.simulate(x)
-    assert torch.equal(fast.output, plain.output)
-    for a, b in zip(fast.spike_times, plain.spike_times):
-        assert torch.equal(a, b)
-    assert fast.certificate.early == plain.certificate.early
+    assert_same_run(fast, snn.simulate(x))

@@ -10,15 +10,14 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from tests.helpers.nets import random_cnn
 from tests.simulation.engines.test_bounds import (
     brute_max_f,
     converted_layers,
     move_to_threshold,
     stress_inputs,
 )
+from tests.simulation.engines.test_drive_bf16 import assert_same_run, random_cnn_case
 
-import onespike
 from onespike.network.population import SpikingLayer
 from onespike.simulation.engines import bounds, common
 
@@ -144,20 +143,13 @@ def test_bf16_grid_clears_most_of_what_float32_clears(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_spike_times_do_not_depend_on_the_grid_precision(seed: int, monkeypatch) -> None:
-    model, shape = random_cnn(seed, 2)
-    g = torch.Generator().manual_seed(seed)
-    snn = onespike.convert(model, torch.rand(64, *shape, generator=g), progress=False)
-    x = torch.rand(16, *shape, generator=g)
+    snn, x = random_cnn_case(seed)
     monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
     runs = []
     for precision in ("bfloat16", "float32"):
         monkeypatch.setattr(common, "GRID_STAGES", ((bounds.GRID_QUANTILES, precision),))
         runs.append(snn.simulate(x))
-    fast, plain = runs
-    assert torch.equal(fast.output, plain.output)
-    for a, b in zip(fast.spike_times, plain.spike_times):
-        assert torch.equal(a, b)
-    assert fast.certificate.early == plain.certificate.early
+    assert_same_run(*runs)
 
 
 def test_precision_is_checked() -> None:
