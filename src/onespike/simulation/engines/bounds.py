@@ -272,7 +272,7 @@ def grid_stages(x: Tensor | Sequence[Tensor], B_in: float,
         last = pos.numel() - 1
         at = [round(q * last) for q in wanted]
         if pos.device.type == "cpu":  # numpy's sort is an order of magnitude faster here
-            values = [float(v) for v in np.sort(pos.numpy())[at]]
+            values = [float(v) for v in np.sort(pos.detach().numpy())[at]]
         else:
             values = torch.sort(pos).values[torch.tensor(at, device=pos.device)].tolist()
     out = []
