@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from onespike.errors import ArgumentError, UnavailableAttributeError
 from onespike.simulation.affine import Affine
 from onespike.simulation.neurons import NEURON_MODELS, NeuronModel, get_neuron
+from onespike.simulation.rounding import bf16_up
 from onespike.simulation.routing import MaxPoolRoute, Route, SliceRoute
 from onespike.simulation.synapses import Synapses
 
@@ -255,15 +256,8 @@ class Population(nn.Module):
     def positive_weight_bf16(self) -> list[Tensor]:
         """``max(W_e, 0)`` rounded *up* to bfloat16 per edge (cached; every entry ≥ the exact
         weight), for the bfloat16 drive certificate."""
-        def make() -> list[Tensor]:
-            out = []
-            for i in range(len(self.edges)):
-                w = self.edge_weight(i).clamp_min(0)
-                wb = w.to(torch.bfloat16)
-                up = torch.nextafter(wb, torch.full_like(wb, float("inf")))
-                out.append(torch.where(wb.to(w.dtype) < w, up, wb))
-            return out
-        return self.derived("wpos_bf16", make)
+        return self.derived("wpos_bf16", lambda: [
+            bf16_up(self.edge_weight(i).clamp_min(0)) for i in range(len(self.edges))])
 
     @property
     def num_neurons(self) -> int:

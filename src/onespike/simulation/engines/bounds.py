@@ -52,6 +52,7 @@ from torch import Tensor
 
 from onespike.errors import ArgumentError
 from onespike.simulation.affine import Affine
+from onespike.simulation.rounding import bf16_up
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
@@ -445,13 +446,6 @@ def _keep_max(low: Tensor | None, high: Tensor | None, small: bool, cand: Tensor
 _UB = 2.0**-7
 
 
-def _bf16_up(w: Tensor) -> Tensor:
-    """Non-negative ``w`` rounded *up* to bfloat16 (every entry ≥ ``w``)."""
-    wb = w.to(torch.bfloat16)
-    up = torch.nextafter(wb, torch.full_like(wb, float("inf")))
-    return torch.where(wb.to(w.dtype) < w, up, wb)
-
-
 def _grid_weights_bf16(layer: PopulationLike) -> dict[str, Any]:
     """The bfloat16 grid bound's weights per edge — ``W`` rounded to nearest (``Ŵ``),
     ``|W⁻|`` and ``|W|`` rounded up — and per output channel (float64, summed over the
@@ -466,8 +460,8 @@ def _grid_weights_bf16(layer: PopulationLike) -> dict[str, Any]:
         for w in layer.synapses.weights:
             wb = w.to(torch.bfloat16)
             signed.append(wb)
-            neg.append(_bf16_up(w.neg().clamp_min(0)))
-            mag.append(_bf16_up(w.abs()))
+            neg.append(bf16_up(w.neg().clamp_min(0)))
+            mag.append(bf16_up(w.abs()))
             rows = w.shape[0]
             r = (w.to(f64) - wb.to(f64)).abs_().reshape(rows, -1).sum(dim=1)
             h = wb.to(f64).abs_().reshape(rows, -1).sum(dim=1)
@@ -654,11 +648,7 @@ def _grid_at_patches(layer: PopulationLike, syn: Synapses, xs: list[Tensor], z: 
         low: Tensor | None = None
         high: Tensor | None = None
         for small, c, shift in _grid_jobs(pts, x_max, s64, lk64, e32 * a_n):
-            cand = sums(_ramp(vals, c, small), wr).sub_(shift)
-            if small:
-                low = cand if low is None else torch.maximum(low, cand)
-            else:
-                high = cand if high is None else torch.maximum(high, cand)
+            low, high = _keep_max(low, high, small, sums(_ramp(vals, c, small), wr).sub_(shift))
         d = sums(_tents(vals, knots), wr.neg().clamp_min(0.0))
         wx = None if z.dtype == torch.float64 else sums(vals, wr.abs())
         out[sel] = _grid_verdict(layer, z_f[index[sel]], low, high, d, wx, s64, lk64, b64,
