@@ -71,9 +71,9 @@ def sparse_inputs(seed: int, n: int) -> torch.Tensor:
 def early_network(seed: int) -> tuple[onespike.SpikingNetwork, torch.Tensor]:
     """:func:`adversarial_mlp` converted on its inputs, then the first layer's biases moved
     so that, on the first sample, its neurons' brute-force ``max f`` sits ±5 % of B from
-    the threshold: half of them fire before their window, most of those with ``z < B``
-    (no saturation: the crossing is at ``u > 0``). (A network converted with ``zeta = 0``
-    rarely fires early on its own calibration data: B is the data's maximum.)"""
+    the threshold: half of them fire before their window — most by saturation (``z > B``),
+    a few (seeds 2 and 3) with ``z < B``, the crossing at ``u > 0``. (A network converted with
+    ``zeta = 0`` rarely fires early on its own calibration data: B is the data's maximum.)"""
     from tests.simulation.engines.test_bounds import brute_max_f, move_to_threshold
 
     x = sparse_inputs(seed, 30)
