@@ -195,8 +195,8 @@ class Synapses:
 
     def weight_rows(self, row: Tensor) -> Tensor:
         """Weights of the rows ``row`` (M, fan_in), edges in the order of :meth:`patches`."""
-        return torch.cat([a.weight.reshape(a.weight.shape[0], -1)[row] for a in self.affines],
-                         1)
+        return torch.cat([a.weight.reshape(a.weight.shape[0], -1).index_select(0, row)
+                          for a in self.affines], 1)
 
     def gather(self, xs: Sequence[Tensor], index: Tensor, fill: float = 0.0
                ) -> tuple[Tensor, Tensor]:

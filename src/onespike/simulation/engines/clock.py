@@ -60,6 +60,7 @@ import torch
 from torch import Tensor
 
 from onespike.errors import ArgumentError, ArgumentTypeError
+from onespike.simulation.engines.ordering import first_true
 from onespike.simulation.engines.step import PopulationStep
 
 if TYPE_CHECKING:
@@ -310,7 +311,7 @@ class ClockEngine:
                 if model_b:
                     hit &= can[k + 1 : k1 + 1].reshape(-1, *([1] * nd))
                 any_hit = hit.any(dim=0)
-                first = torch.argmax(hit.to(torch.int8), dim=0) + (k + 1)
+                first = first_true(hit, dim=0) + (k + 1)
                 fired = torch.where((fired == n_pts) & any_hit, first, fired)
                 if not model_b and bool((fired < n_pts).all()):
                     break

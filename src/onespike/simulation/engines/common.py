@@ -16,6 +16,7 @@ from onespike.simulation.engines.bounds import (
     grid_stages,
 )
 from onespike.simulation.engines.crossing import first_crossing_sorted
+from onespike.simulation.engines.ordering import argsort_descending
 from onespike.simulation.engines.step import PopulationStep
 
 if TYPE_CHECKING:
@@ -80,20 +81,22 @@ def exact_values(
         sel = perm[s : s + step]
         keys, inverse = torch.unique_consecutive(key_sorted[s : s + step], return_inverse=True)
         vals, valid = syn.patches(xs, keys)
-        order = torch.argsort(vals, dim=1, descending=True)
+        order = argsort_descending(vals)
         x_sorted = torch.gather(vals, 1, order)
         if early_only:  # inputs with x ≤ 0 act only from t_min on: leave them out
             keep = max(1, int((x_sorted > 0).sum(dim=1).max()))
             x_sorted, order = x_sorted[:, :keep], order[:, :keep]
-        mask = torch.gather(valid, 1, order)[inverse]
-        ws = torch.gather(syn.weight_rows(row[sel]), 1, order[inverse])
+        # rows per neuron: index_select (several times faster than [inverse] on CPU)
+        order_n = order.index_select(0, inverse)
+        mask = torch.gather(valid, 1, order).index_select(0, inverse)
+        ws = torch.gather(syn.weight_rows(row[sel]), 1, order_n)
         ws = torch.where(mask, ws, torch.zeros((), dtype=ws.dtype, device=ws.device))
         pos = index[sel] % n_out
         b, leak = bias_flat[pos], 1.0 - s_flat[pos]
         if gain is not None:
             b, leak = _perturbed(b, s_flat[pos], gain.reshape(-1)[pos], layer.B_in)
-        u = first_crossing_sorted(x_sorted[inverse], ws, b, layer.B_in, layer.B, leak,
-                                  early_only=early_only)
+        u = first_crossing_sorted(x_sorted.index_select(0, inverse), ws, b, layer.B_in,
+                                  layer.B, leak, early_only=early_only)
         out[sel] = layer.B + u
     return out
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from onespike.simulation.engines.ordering import argsort_descending, first_true
+
 __all__ = ["first_crossing", "first_crossing_sorted"]
 
 
@@ -33,7 +35,7 @@ def first_crossing(
         return xs.new_zeros(0)
     if leak is None:
         leak = 1.0 - ws.sum(dim=1)
-    order = torch.argsort(xs, dim=1, descending=True)
+    order = argsort_descending(xs)
     return first_crossing_sorted(
         torch.gather(xs, 1, order), torch.gather(ws, 1, order), b, B_in, B_out, leak
     )
@@ -73,7 +75,7 @@ def first_crossing_sorted(
     f_lo.mul_(lo).neg_().add_(cwx).add_((b - B_out)[:, None])  # A − D·lo
     hit = f_lo >= 0
     any_hit = hit.any(dim=1)
-    j = torch.argmax(hit.to(torch.int8), dim=1)[:, None]
+    j = first_true(hit)[:, None]
     Aj = (torch.gather(cwx, 1, j) + (b - B_out)[:, None])[:, 0]
     Dj = torch.gather(D, 1, j)[:, 0]
     loj = torch.gather(lo, 1, j)[:, 0]
