@@ -52,6 +52,7 @@ from torch import Tensor
 
 from onespike.errors import ArgumentError
 from onespike.simulation.affine import Affine
+from onespike.simulation.masks import any_along, any_true, count_true
 from onespike.simulation.rounding import bf16_up
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ def certify_model_a(
     syn = layer.synapses
     ok = certify_drive(layer, xs, bias)
     late = [x < 0 for x in xs]
-    if any(bool(m.any()) for m in late):
+    if any(any_true(m) for m in late):
         if late_ok:
             ok &= certify_late(layer, xs, late)
         else:
@@ -327,16 +328,18 @@ def certify_grid(
     the neurons to prove — only the output channels (features) that hold one are computed,
     the others come back False.
 
-    ``f(c)`` is evaluated in whichever of two equal forms has the smaller rounding bound::
+    In float32, ``f(c)`` is evaluated in whichever of two equal forms has the smaller
+    rounding bound::
 
         f(c) = z − B − (S + leak)·c + Σ_j W_ij (c − x_j)⁺      (small c)
              = b − B − leak·c + Σ_j W_ij (x_j − c)⁺            (c near max x; exact at max x)
 
-    The sums run in float32 — with ``precision="bfloat16"``, in bfloat16 with float32
-    accumulation where :func:`bf16_drive_available` (else float32; always float32 in the
-    patch form): several times faster, with a margin about 2⁻⁶·Σ_j |W_ij| wider
-    (:func:`_grid_sums_bf16`); every rounding error (the sums, the roundings of ``W``, ``x``,
-    the input maps and ``z``) is covered by a margin."""
+    With ``precision="bfloat16"`` the sums run in bfloat16 with float32 accumulation where
+    :func:`bf16_drive_available` (else float32; always float32 in the patch form), in a third
+    equal form ``f(c) = z − B − leak·c − Σ_j W_ij min(x_j, c)`` (one clamp per map):
+    several times faster, with a margin about 2⁻⁶·c·Σ_j |W_ij| wider
+    (:func:`_grid_sums_bf16`). Every rounding error (the sums, the roundings of ``W``,
+    ``x``, the input maps and ``z``) is covered by a margin."""
     if precision not in ("float32", "bfloat16"):
         raise ArgumentError(f"certify_grid precision must be 'float32' or 'bfloat16', got "
                             f"{precision!r}")
@@ -369,13 +372,14 @@ def certify_grid(
         return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
     sel: Tensor | None = None
     if need is not None:
-        channels = need.transpose(0, 1).reshape(c_out, -1).any(dim=1)
+        per_channel = need.reshape(z.shape[0], c_out, -1)
+        channels = any_along(any_along(per_channel, 0), 1)
         if not bool(channels.any()):
             return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
         channels = syn.channel_closure(channels)  # grouped edges keep whole groups
         n_sel = int(channels.sum())
         # input patches read by the needed neurons (samples × positions holding one)
-        n_patch = int(need.reshape(z.shape[0], c_out, -1).any(dim=1).sum())
+        n_patch = count_true(any_along(per_channel, 1))
         if n_patch * PATCH_COST < z.shape[0] * (layer.num_neurons // c_out):
             # few neurons: their input patches, not the whole layer
             index = need.reshape(-1).nonzero().reshape(-1)
@@ -393,7 +397,7 @@ def certify_grid(
     knots = sorted({0.0, *pts, u_end})
     if precision == "bfloat16" and bf16_drive_available(layer, xs[0].device):
         low, high, d, wx = _grid_sums_bf16(layer, syn, xs, sel, pts, knots, x_max, u_end,
-                                           s64, lk64, need_wx=z.dtype != torch.float64)
+                                           lk64, need_wx=z.dtype != torch.float64)
     else:
         low, high, d, wx = _grid_sums32(syn, xs, pts, knots, x_max, s64, lk64, a, e32,
                                         need_wx=z.dtype != torch.float64)
@@ -428,7 +432,7 @@ def _grid_sums32(syn: Synapses, xs: list[Tensor], pts: Sequence[float], knots: S
         sums = syn.linear(maps, w32)
         for (small, _, shift), part in zip(group, sums.split(bsz)):
             low, high = _keep_max(low, high, small, part.sub_(shift))
-    d = syn.linear([_tents(x32, knots) for x32 in x32s],
+    d = syn.linear([_tents(x32, knots, x_max) for x32 in x32s],
                    [w.neg().clamp_min_(0.0) for w in w32])
     wx = syn.linear(x32s, [w.abs() for w in w32]) if need_wx else None
     return low, high, d, wx
@@ -475,24 +479,33 @@ def _grid_weights_bf16(layer: PopulationLike) -> dict[str, Any]:
 
 def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, xs: list[Tensor],
                     sel: Tensor | None, pts: Sequence[float], knots: Sequence[float],
-                    x_max: float, u_end: float, s64: Tensor, lk64: Tensor, *, need_wx: bool
+                    x_max: float, u_end: float, lk64: Tensor, *, need_wx: bool
                     ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
     """:func:`_grid_sums32` with the maps and weights in bfloat16 and float32 accumulation
-    (where :func:`bf16_drive_available`: several times cheaper than float32). With
-    ``m = (c − x)⁺`` or ``(x − c)⁺`` (``0 ≤ m ≤ M``: ``M = c``, resp. ``max x − c``), ``Ŵ`` the
-    weights rounded to nearest and ``m̂`` the map rounded faithfully::
+    (where :func:`bf16_drive_available`: several times cheaper than float32), in the *min
+    form* of ``f`` — from ``(x − c)⁺ = x − min(x, c)`` and ``z = b + Σ_j W_ij x_j``::
+
+        f(c) = (z − B) − leak·c − Σ_j W_ij min(x_j, c),
+
+    one convolution per grid point ``c < max x`` on the map ``min(x, c)`` (one clamp), with
+    no shift or second form. With ``m = min(x, c) ∈ [0, c]``, ``Ŵ`` the weights rounded to
+    nearest and ``m̂`` the map rounded faithfully to bfloat16::
 
         Σ W m = Σ Ŵ m̂ + Σ (W − Ŵ) m + Σ Ŵ (m − m̂),
-        |Σ (W − Ŵ) m| ≤ M·Σ|W − Ŵ|,   |Σ Ŵ (m − m̂)| ≤ 2⁻⁷·M·Σ|Ŵ|,
+        |Σ (W − Ŵ) m| ≤ c·Σ|W − Ŵ|,   |Σ Ŵ (m − m̂)| ≤ 2⁻⁷·c·Σ|Ŵ|,
 
-    the float32 sum of the exact bfloat16 products is within ``γ·M·Σ|Ŵ|(1 + 2⁻⁷)`` (``γ =
-    (K + E)·2⁻²³``, any order), and the convolution's output, rounded faithfully to
-    bfloat16, within ``2⁻⁷/(1 − 2⁻⁷)`` of itself (one edge; several edges: of ``M·Σ|Ŵ|``
-    each). Flushed subnormals add at most ``2(K + E)·2⁻¹²⁶·max(1, Ŵ_max, u_end)``. The
-    tents and ``Σ|W|x`` have non-negative terms (weights rounded up):
+    the float32 sum of the exact bfloat16 products is within ``γ·c·Σ|Ŵ|(1 + 2⁻⁷)`` (``γ =
+    (K + E)·2⁻²³``, any order), and the convolution's output ``ŝ``, rounded faithfully to
+    bfloat16, within ``r·|ŝ|`` (``r = 2⁻⁷/(1 − 2⁻⁷)``) of its float32 sum (one edge; several
+    edges: each edge's output within ``r·c·Σ|Ŵ_e|(1 + 2⁻⁷)(1 + γ)``, before their float32
+    sum). Flushed subnormals add at most ``2(K + E)·2⁻¹²⁶·max(1, Ŵ_max, u_end)``. So, per
+    grid point, ``f(c) − (z − B) ≤ k_c − ŝ + r·|ŝ|`` with the per-channel constant ``k_c =
+    (coef − leak)·c + absolute``; the maxima over the grid points are kept separately —
+    ``max_c (k_c − ŝ_c) + r·max_c |ŝ_c|`` bounds the maximum of the sums. The tents and
+    ``Σ|W|x`` have non-negative terms (weights rounded up):
     ``D ≤ D̂/((1 − 2⁻⁷)²(1 − γ))`` plus the same absolute term, as in the drive bound. The
-    values returned are float32 (``low``, ``high``: margins already added) and float64
-    (``D``, ``Σ|W|x``: already divided)."""
+    values returned are float32 (``low``: margins already added; no ``high``: every grid
+    point has the min form) and float64 (``D``, ``Σ|W|x``: already divided)."""
     cached = _grid_weights_bf16(layer)
     pick = (lambda ws: ws) if sel is None else (lambda ws: [w[sel] for w in ws])
     w_signed, w_neg, w_abs = pick(cached["signed"]), pick(cached["neg"]), pick(cached["abs"])
@@ -504,34 +517,43 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, xs: list[Tensor],
     gamma = terms * 2.0**-23
     r = _UB / (1.0 - _UB)
     one_edge = len(syn.affines) == 1
-    # error of a signed sum per unit of M; several edges: each edge's output rounding too
+    # error of a sum per unit of c; several edges: each edge's output rounding too
     coef = lo + hat * (_UB + gamma * (1.0 + _UB))
     if not one_edge:
         coef = coef + hat * (r * (1.0 + _UB) * (1.0 + gamma))
+    coef = coef.reshape(view)
     absolute = 2.0 * terms * 2.0**-126 * max(1.0, cached["wmax"], u_end)
     x32s = [x.to(torch.float32) for x in xs]
     bf = torch.bfloat16
-    low: Tensor | None = None
-    high: Tensor | None = None
-    jobs = _grid_jobs(pts, x_max, s64, lk64, coef.reshape(view))
+    points = [c for c in pts if c < x_max]
+    run: Tensor | None = None  # max over c of k_c − ŝ_c  (float32)
+    mag: Tensor | None = None  # max over c of |ŝ_c|  (one edge: the output's own dtype)
     bsz = xs[0].shape[0]
     per_call = max(1, _STACK_SAMPLES // max(1, bsz))  # maps stacked in one conv call
-    for s in range(0, len(jobs), per_call):
-        group = jobs[s : s + per_call]
-        maps = [torch.cat([_ramp(x32, c, small).to(bf) for small, c, _ in group])
-                for x32 in x32s]
-        sums = syn.linear(maps, w_signed, out_dtype=torch.float32)
-        for (small, _, shift), part in zip(group, sums.split(bsz)):
-            cand = part.abs().mul_(r).add_(part) if one_edge else part
-            low, high = _keep_max(low, high, small, cand.sub_(shift).add_(absolute))
+    for s in range(0, len(points), per_call):
+        group = points[s : s + per_call]
+        maps = [torch.cat([x32.clamp_max(c).to(bf) for c in group]) for x32 in x32s]
+        sums = syn.linear(maps, w_signed, out_dtype=None if one_edge else torch.float32)
+        for c, part in zip(group, sums.split(bsz)):
+            k_c = ((coef - lk64) * c + absolute).to(torch.float32)
+            p32 = part.to(torch.float32)  # exact; a mixed-dtype subtraction is slow on CPU
+            cand = torch.sub(k_c, p32, out=p32)
+            run = cand if run is None else torch.maximum(run, cand, out=run)
+            if one_edge:
+                a_part = part.abs()
+                mag = a_part if mag is None else torch.maximum(mag, a_part, out=mag)
+    low = run
+    if run is not None and mag is not None:
+        low = run.add_(mag.to(torch.float32).mul_(r))
     scale = 1.0 / ((1.0 - _UB) ** 2 * (1.0 - gamma))
-    d = syn.linear([_tents(x32, knots).to(bf) for x32 in x32s], w_neg, out_dtype=torch.float32)
+    d = syn.linear([_tents(x32, knots, x_max).to(bf) for x32 in x32s], w_neg,
+                   out_dtype=torch.float32)
     d64 = d.to(torch.float64).mul_(scale).add_(absolute)
     wx = None
     if need_wx:
         wx = syn.linear([x32.to(bf) for x32 in x32s], w_abs, out_dtype=torch.float32
                         ).to(torch.float64).mul_(scale).add_(absolute)
-    return low, high, d64, wx
+    return low, None, d64, wx
 
 # Cost of the grid bound on one gathered input patch, in units of one output position of the
 # convolution form (which computes every position of the selected channels; measured on
@@ -561,15 +583,25 @@ def _ramp(x: Tensor, c: float, small: bool) -> Tensor:
     return (x.neg().add_(c) if small else x - c).clamp_min_(0.0)
 
 
-def _tents(x32: Tensor, knots: Sequence[float]) -> Tensor:
+def _tents(x32: Tensor, knots: Sequence[float], top: float | None = None) -> Tensor:
     """``T(x)``: the tent of the grid interval holding ``x`` (the tents have disjoint
-    supports and are negative outside them: T = max(0, tents))."""
+    supports and are negative outside them: T = max(0, tents)). Intervals that hold no
+    input (above ``top ≥ max x``, computed if not given) are skipped: every tent is 0 at its
+    knots. Two scratch maps, no other allocation."""
     tent = torch.zeros_like(x32)
+    if top is None:
+        top = float(x32.max()) if x32.numel() else 0.0
+    part = torch.empty_like(x32)
+    other = torch.empty_like(x32)
     for lo, hi in pairwise(knots):
+        if lo >= top:
+            break
         # (x − lo)(hi − x)/(hi − lo), written without scalar − tensor (slow on CPU); the
         # negations are exact, so the values are the same
-        part = (x32 - lo).mul_(x32 - hi).mul_(-1.0 / (hi - lo))
-        tent = torch.maximum(tent, part, out=tent)
+        torch.sub(x32, lo, out=part)
+        torch.sub(x32, hi, out=other)
+        part.mul_(other).mul_(-1.0 / (hi - lo))
+        torch.maximum(tent, part, out=tent)
     return tent
 
 
@@ -588,14 +620,19 @@ def _grid_verdict(layer: PopulationLike, z: Tensor, low: Tensor | None, high: Te
     # f32 roundings of x, the maps, the tents (1-Lipschitz in x) and the shifts: ≤ u·scale
     scale = (a + s64.abs() + lk64.abs()) * u_end
     slack = u * scale + ed * (b64.abs() + wx64 + B + (s64.abs() + lk64.abs()) * u_end)
-    bound = d.to(torch.float64).div_(1.0 - e32).add_(slack)
-    zb = (z - B).to(torch.float64)
-    top = zb if low is None else zb + low.to(torch.float64).clamp_min_(0.0)
+    bound = d.to(torch.float64).div_(1.0 - e32).add_(slack)  # d is not used after this
+    # f(c) − (z − B) ≤ max(low, 0) at the small grid points (c = 0 included)
+    top = z.to(torch.float64) if low is None else \
+        low.to(torch.float64).clamp_min_(0.0).add_(z)
+    top = top - B if low is None else top.sub_(B)
     f_max = b64 - B - lk64 * x_max  # f(max x): every input has arrived
     if high is not None:
         f_max = torch.maximum(f_max, high.to(torch.float64).add_(b64 - B))
     f_end = b64 - B - lk64 * u_end  # f(u_end): every input has arrived
-    return (top + bound < 0) & (f_max + bound < 0) & (f_end + bound < 0)
+    # max(top, f_max, f_end) + bound < 0 ⇔ each of them + bound < 0 (rounded addition is
+    # monotone): one comparison. top has the full shape; the others broadcast to it.
+    worst = torch.maximum(top, torch.maximum(f_max, f_end), out=top)
+    return worst.add_(bound) < 0
 
 
 def _grid_at_patches(layer: PopulationLike, syn: Synapses, xs: list[Tensor], z: Tensor,
@@ -649,7 +686,7 @@ def _grid_at_patches(layer: PopulationLike, syn: Synapses, xs: list[Tensor], z: 
         high: Tensor | None = None
         for small, c, shift in _grid_jobs(pts, x_max, s64, lk64, e32 * a_n):
             low, high = _keep_max(low, high, small, sums(_ramp(vals, c, small), wr).sub_(shift))
-        d = sums(_tents(vals, knots), wr.neg().clamp_min(0.0))
+        d = sums(_tents(vals, knots, x_max), wr.neg().clamp_min(0.0))
         wx = None if z.dtype == torch.float64 else sums(vals, wr.abs())
         out[sel] = _grid_verdict(layer, z_f[index[sel]], low, high, d, wx, s64, lk64, b64,
                                  a_n, x_max, u_end, e32)

@@ -18,6 +18,7 @@ from onespike.simulation.engines.bounds import (
 from onespike.simulation.engines.crossing import first_crossing_sorted
 from onespike.simulation.engines.ordering import argsort_descending
 from onespike.simulation.engines.step import PopulationStep
+from onespike.simulation.masks import any_true, count_true, per_sample_from_index
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
@@ -43,9 +44,9 @@ GATHER_ELEMENTS = 1 << 21
 
 def _per_sample(mask: Tensor) -> Tensor:
     """Per-sample count of True entries (fast when there are none)."""
-    if not bool(mask.any()):
+    if not any_true(mask):
         return torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
-    return mask.reshape(mask.shape[0], -1).sum(dim=1)
+    return mask.view(torch.uint8).reshape(mask.shape[0], -1).sum(dim=1)
 
 
 def exact_values(
@@ -128,7 +129,7 @@ def model_a_step(
     ``late_possible=False`` tells that no input arrives after ``t_min`` (no perturbation),
     which skips the checks for late inputs."""
     B = layer.B
-    late = late_possible and any(bool((x < 0).any()) for x in xs)
+    late = late_possible and any(x.numel() and float(x.min()) < 0 for x in xs)
     bias = leak = None
     if gain is not None:
         bias, leak = _perturbed(layer.bias, layer.S, gain, layer.B_in)
@@ -137,13 +138,13 @@ def model_a_step(
     else:
         ok = certify_model_a(layer, xs, late_ok=True) if late else certify_drive(layer, xs)
     if not late:
-        missed = ok.numel() - int(ok.sum())
+        missed = ok.numel() - count_true(ok)
         if (missed > GRID_MIN_FRACTION * ok.numel()
                 and missed * layer.synapses.fan_in > GRID_MIN_ELEMENTS):
             grids = grid_stages(xs, layer.B_in, [q for q, _ in GRID_STAGES])
             for grid, (_, precision) in zip(grids, GRID_STAGES):
                 need = ~ok
-                if not bool(need.any()):
+                if not any_true(need):
                     break
                 grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, grid=grid,
                                        need=need, precision=precision)
@@ -157,18 +158,19 @@ def model_a_step(
     else:
         sat = _per_sample(z > B) if float(z.max()) > B else _zeros(z)
         values = z.clamp_min_(0.0)
-    if bool(ok.all()):
+    missing = ~ok
+    if not any_true(missing):
         return PopulationStep(values, _zeros(values), sat, _zeros(values))
-    early = torch.zeros_like(values, dtype=torch.bool)
-    index = (~ok).reshape(-1).nonzero().reshape(-1)
+    index = missing.reshape(-1).nonzero().reshape(-1)
     exact = exact_values(layer, xs, index, gain, early_only=not late)
     if not late:  # NaN: no crossing before t_min, so the closed form holds
         exact = torch.where(torch.isnan(exact), values.reshape(-1)[index], exact)
-    early.view(-1)[index] = exact > B
     if use_exact:
         values = values.clone()
         values.view(-1)[index] = exact
-    return PopulationStep(values, _per_sample(early), sat, _per_sample(~ok))
+    n, bsz = layer.num_neurons, values.shape[0]
+    return PopulationStep(values, per_sample_from_index(index[exact > B], n, bsz), sat,
+                          per_sample_from_index(index, n, bsz))
 
 
 def _zeros(t: Tensor) -> Tensor:

@@ -1,0 +1,39 @@
+"""Fast reductions of boolean masks.
+
+torch's reductions of ``bool`` tensors on the CPU are slow (``any`` of 4M entries: 3.6 ms,
+its ``uint8`` view's ``max``: 0.1 ms; along a dimension, 6 ms against 0.2 ms): these helpers
+reduce the mask's ``uint8`` view instead (same bytes, same result, on every device)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["any_along", "any_true", "count_true", "per_sample_from_index"]
+
+
+def _bytes(mask: Tensor) -> Tensor:
+    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
+
+
+def any_true(mask: Tensor) -> bool:
+    """Whether any entry of ``mask`` is True."""
+    return bool(mask.numel()) and bool(_bytes(mask).max())
+
+
+def count_true(mask: Tensor) -> int:
+    """Number of True entries."""
+    return int(torch.count_nonzero(mask)) if mask.numel() else 0
+
+
+def any_along(mask: Tensor, dim: int) -> Tensor:
+    """``mask.any(dim)`` (boolean)."""
+    if mask.shape[dim] == 0:
+        return mask.any(dim=dim)
+    return _bytes(mask).amax(dim=dim).to(torch.bool)
+
+
+def per_sample_from_index(index: Tensor, per_sample: int, batch: int) -> Tensor:
+    """Per-sample counts (int64, ``batch``) of the entries at flat ``index`` into a
+    (batch, ...) map of ``per_sample`` entries per sample."""
+    return torch.bincount(index // per_sample, minlength=batch)[:batch]
