@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from onespike.errors import ArgumentError, UnavailableAttributeError
-from onespike.simulation.affine import Affine
+from onespike.simulation.affine import Affine, keep_packed
 from onespike.simulation.neurons import NEURON_MODELS, NeuronModel, get_neuron
 from onespike.simulation.rounding import bf16_up
 from onespike.simulation.routing import MaxPoolRoute, Route, SliceRoute
@@ -257,7 +257,8 @@ class Population(nn.Module):
         """``max(W_e, 0)`` rounded *up* to bfloat16 per edge (cached; every entry ≥ the exact
         weight), for the bfloat16 drive certificate."""
         return self.derived("wpos_bf16", lambda: [
-            bf16_up(self.edge_weight(i).clamp_min(0)) for i in range(len(self.edges))])
+            keep_packed(bf16_up(self.edge_weight(i).clamp_min(0)))
+            for i in range(len(self.edges))])
 
     @property
     def num_neurons(self) -> int:

@@ -122,16 +122,19 @@ class Synapses:
             out.append(idx.reshape(-1))
         return out
 
-    def select(self, channels: Tensor) -> Synapses:
+    def select(self, channels: Tensor, weights: Sequence[Tensor] | None = None) -> Synapses:
         """The synapses of output channels ``channels`` only (increasing, a
         :meth:`channel_closure`). A grouped edge keeps the groups it touches and reads only
         their input channels (:meth:`input_channels`; inputs are sliced by
-        :meth:`select_inputs`)."""
+        :meth:`select_inputs`). ``weights``: per edge, the weights to select from instead of
+        the edges' own (e.g. the certificates' float32 copies: no float64 copy is made)."""
         n = int(channels.numel())
         c = self.out_shape[0]
         parts = []
-        for a, idx in zip(self.affines, self.input_channels(channels)):
-            sub = replace(a, weight=a.weight[channels], out_shape=(n, *a.out_shape[1:]))
+        ws = [a.weight for a in self.affines] if weights is None else list(weights)
+        for a, w, idx in zip(self.affines, ws, self.input_channels(channels)):
+            sub = replace(a, weight=w.index_select(0, channels),
+                          out_shape=(n, *a.out_shape[1:]))
             if idx is not None:
                 sub = replace(sub, groups=n // (c // a.groups),
                               in_shape=(int(idx.numel()), *a.in_shape[1:]))

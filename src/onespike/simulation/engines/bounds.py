@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from onespike.errors import ArgumentError
-from onespike.simulation.affine import Affine
+from onespike.simulation.affine import Affine, keep_packed
 from onespike.simulation.masks import any_along, any_true, count_true
 from onespike.simulation.rounding import bf16_up
 
@@ -371,6 +371,7 @@ def certify_grid(
     if e32 >= 0.25:  # fan-in too large for a float32 bound
         return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
     sel: Tensor | None = None
+    use_bf16 = precision == "bfloat16" and bf16_drive_available(layer, xs[0].device)
     if need is not None:
         per_channel = need.reshape(z.shape[0], c_out, -1)
         channels = any_along(any_along(per_channel, 0), 1)
@@ -392,15 +393,17 @@ def certify_grid(
             a = a[sel]
             b, lk, sigma, z = b[sel], lk[sel], sigma[sel], z[:, sel]
             xs = syn.select_inputs(sel, xs)
-            syn = syn.select(sel)  # float32 copies are made per call, of these channels only
+            # these channels of the cached float32 (or bfloat16) weights: no float64 copy
+            syn = syn.select(sel, (_grid_weights_bf16(layer) if use_bf16
+                                   else _grid_weights32(layer))["signed"])
     s64, lk64, b64 = sigma.to(torch.float64), lk.to(torch.float64), b.to(torch.float64)
     knots = sorted({0.0, *pts, u_end})
-    if precision == "bfloat16" and bf16_drive_available(layer, xs[0].device):
+    if use_bf16:
         low, high, d, wx = _grid_sums_bf16(layer, syn, xs, sel, pts, knots, x_max, u_end,
                                            lk64, need_wx=z.dtype != torch.float64)
     else:
-        low, high, d, wx = _grid_sums32(syn, xs, pts, knots, x_max, s64, lk64, a, e32,
-                                        need_wx=z.dtype != torch.float64)
+        low, high, d, wx = _grid_sums32(layer, syn, xs, sel, pts, knots, x_max, s64, lk64, a,
+                                        e32, need_wx=z.dtype != torch.float64)
     ok = _grid_verdict(layer, z, low, high, d, wx, s64, lk64, b64, a, x_max, u_end, e32)
     if sel is None:
         return ok
@@ -409,15 +412,36 @@ def certify_grid(
     return full
 
 
-def _grid_sums32(syn: Synapses, xs: list[Tensor], pts: Sequence[float], knots: Sequence[float],
-                 x_max: float, s64: Tensor, lk64: Tensor, a: Tensor, e32: float, *,
-                 need_wx: bool) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
+def _grid_weights32(layer: PopulationLike) -> dict[str, list[Tensor]]:
+    """The float32 grid bound's weights per edge — ``W``, ``|W⁻|`` and ``|W|`` rounded to
+    float32 — cached per layer."""
+
+    def make() -> dict[str, list[Tensor]]:
+        signed = [w.to(torch.float32) for w in layer.synapses.weights]
+        return {"signed": signed, "neg": [w.neg().clamp_min(0.0) for w in signed],
+                "abs": [w.abs() for w in signed]}
+
+    return layer.derived("grid32", make)
+
+
+def _grid_sums32(layer: PopulationLike, syn: Synapses, xs: list[Tensor], sel: Tensor | None,
+                 pts: Sequence[float], knots: Sequence[float], x_max: float, s64: Tensor,
+                 lk64: Tensor, a: Tensor, e32: float, *, need_wx: bool
+                 ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
     """The conv form's float32 sums: ``low``/``high`` (the maxima over the grid points of
     ``f(c) − (z − B)`` and ``f(c) − (b − B)``, rounding of the sums included), the tents'
-    ``D̂`` and, for networks below float64, ``Σ_j |W_ij| x_j``."""
+    ``D̂`` and, for networks below float64, ``Σ_j |W_ij| x_j`` (weights: the layer's cached
+    float32 ones, channels ``sel`` only when given; float64 where float32 sums are not IEEE,
+    :func:`sum_dtype`)."""
     dt = sum_dtype(xs[0].device)
     x32s = [x.to(torch.float32).to(dt) for x in xs]
-    w32 = [w.to(torch.float32).to(dt) for w in syn.weights]
+    cached = _grid_weights32(layer)
+
+    def pick(ws: list[Tensor]) -> list[Tensor]:
+        return [(w if sel is None else w.index_select(0, sel)).to(dt) for w in ws]
+
+    # the selected synapses already hold the selected signed weights (certify_grid)
+    w32 = pick(cached["signed"]) if sel is None else [w.to(dt) for w in syn.weights]
     bsz = xs[0].shape[0]
     jobs = _grid_jobs(pts, x_max, s64, lk64, e32 * a)
     low: Tensor | None = None  # ≥ max over the small c of  f(c) − (z − B)
@@ -432,9 +456,8 @@ def _grid_sums32(syn: Synapses, xs: list[Tensor], pts: Sequence[float], knots: S
         sums = syn.linear(maps, w32)
         for (small, _, shift), part in zip(group, sums.split(bsz)):
             low, high = _keep_max(low, high, small, part.sub_(shift))
-    d = syn.linear([_tents(x32, knots, x_max) for x32 in x32s],
-                   [w.neg().clamp_min_(0.0) for w in w32])
-    wx = syn.linear(x32s, [w.abs() for w in w32]) if need_wx else None
+    d = syn.linear([_tents(x32, knots, x_max) for x32 in x32s], pick(cached["neg"]))
+    wx = syn.linear(x32s, pick(cached["abs"])) if need_wx else None
     return low, high, d, wx
 
 
@@ -463,9 +486,9 @@ def _grid_weights_bf16(layer: PopulationLike) -> dict[str, Any]:
         wmax = 0.0
         for w in layer.synapses.weights:
             wb = w.to(torch.bfloat16)
-            signed.append(wb)
-            neg.append(bf16_up(w.neg().clamp_min(0)))
-            mag.append(bf16_up(w.abs()))
+            signed.append(keep_packed(wb))
+            neg.append(keep_packed(bf16_up(w.neg().clamp_min(0))))
+            mag.append(keep_packed(bf16_up(w.abs())))
             rows = w.shape[0]
             r = (w.to(f64) - wb.to(f64)).abs_().reshape(rows, -1).sum(dim=1)
             h = wb.to(f64).abs_().reshape(rows, -1).sum(dim=1)
@@ -507,8 +530,10 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, xs: list[Tensor],
     values returned are float32 (``low``: margins already added; no ``high``: every grid
     point has the min form) and float64 (``D``, ``Σ|W|x``: already divided)."""
     cached = _grid_weights_bf16(layer)
-    pick = (lambda ws: ws) if sel is None else (lambda ws: [w[sel] for w in ws])
-    w_signed, w_neg, w_abs = pick(cached["signed"]), pick(cached["neg"]), pick(cached["abs"])
+    pick = (lambda ws: ws) if sel is None else (lambda ws: [w.index_select(0, sel) for w in ws])
+    # the selected synapses already hold the selected signed weights (certify_grid)
+    w_signed = cached["signed"] if sel is None else syn.weights
+    w_neg, w_abs = pick(cached["neg"]), pick(cached["abs"])
     view = (-1,) + (1,) * (len(layer.out_shape) - 1)
     lo, hat = cached["lo"], cached["hat"]
     if sel is not None:
