@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -35,13 +36,38 @@ class MaxPoolRoute:
     source: str = ""
 
     def __call__(self, v: Tensor) -> Tensor:
-        pool = F.max_pool1d if self.dims == 1 else F.max_pool2d
         s = None
         if self.sign is not None:
             s = self.sign.to(v.dtype).reshape((-1,) + (1,) * self.dims)
             v = v * s
-        out = pool(v, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+        out = self._tiled(v) if self._tiles() else self._pool(v)
         return out if s is None else out * s
+
+    def _pool(self, v: Tensor) -> Tensor:
+        pool = F.max_pool1d if self.dims == 1 else F.max_pool2d
+        return pool(v, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def _tiles(self) -> bool:
+        """Non-overlapping windows (kernel = stride, no padding or dilation) that tile the
+        output exactly: the common 2×2/2 pool."""
+        return (self.dims == 2 and tuple(self.kernel) == tuple(self.stride)
+                and not any(self.padding) and all(d == 1 for d in self.dilation)
+                and all(o * k <= i for o, k, i in
+                        zip(self.out_shape[1:], self.kernel, self.in_shape[1:])))
+
+    def _tiled(self, v: Tensor) -> Tensor:
+        """:meth:`_pool` for :meth:`_tiles` windows as the elementwise maximum of the
+        ``kh·kw`` strided views (exact, NaN-propagating like the pool; several times faster
+        than ``max_pool2d`` on CPU for NCHW maps)."""
+        (kh, kw), (oh, ow) = self.kernel, self.out_shape[1:]
+        v = v[:, :, : oh * kh, : ow * kw]  # floor mode drops the last partial window
+        out = None
+        for i in range(kh):
+            for j in range(kw):
+                part = v[:, :, i::kh, j::kw]
+                out = part.clone() if out is None else torch.maximum(out, part, out=out)
+        assert out is not None
+        return out
 
 
 @dataclass
