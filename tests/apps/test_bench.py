@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from onespike.apps.bench import AGREEMENT_TOL, CALLS, ENGINES, run_benchmark, to_markdown
-from onespike.apps.bench.measure import EXACT_ENGINES, make_runner
+from onespike.apps.bench.measure import EXACT_ENGINES, make_runner, time_group
 from onespike.apps.cli.bench import bench_command
 
 #: Engines with a certificate in their rows (``call``'s comes from a separate simulation).
@@ -141,3 +141,26 @@ def test_bad_option() -> None:
     res = CliRunner().invoke(bench_command, ["--quick", "--engines", "warp"])
     assert res.exit_code != 0
     assert "unknown warp" in res.output
+
+
+@pytest.mark.parametrize("cold", [False, True])
+def test_time_group_warms_up_runners_whose_first_run_was_elsewhere(cold: bool) -> None:
+    """A runner whose first run took long (> budget/4) is warmed up only when that first
+    run happened in another process (peak-memory mode): its samples then never include the
+    one-time cost."""
+    import time
+
+    calls = []
+
+    def run():
+        if not calls:
+            time.sleep(0.3)  # one-time cost of a cold runner (caches)
+        calls.append(1)
+        return None, None
+
+    out = time_group({"event": run}, {"event": 0.3}, repeats=2, budget=0.4, cold=cold)
+    samples = out["event"]["samples_s"]
+    if cold:
+        assert max(samples) < 0.2
+    else:
+        assert max(samples) >= 0.3

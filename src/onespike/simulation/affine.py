@@ -39,6 +39,12 @@ def _blocked_mm(x: Tensor, w: Tensor) -> Tensor:
     return out[:m]
 
 
+#: Largest batch × input positions of a convolution run on packed weights: beyond it the
+#: plain call's reordering of the weights is a small part of its cost (VGG-16's 2×2 layers
+#: at batch 33: 15 % of it), and a packed copy would double the weights' memory for little.
+PACK_MAX_POSITIONS = 128
+
+
 def keep_packed(w: Tensor) -> Tensor:
     """Mark ``w`` (a long-lived bfloat16 convolution weight, e.g. a certificate's cached
     copy) to be packed for oneDNN once, at its first CPU convolution; returns ``w``."""
@@ -51,11 +57,13 @@ def _packable(x: Tensor, w: Tensor, dims: int) -> bool:
     """Whether a convolution runs with :func:`_packed` weights: bfloat16 2-d convolutions on
     the CPU (oneDNN) with weights marked by :func:`keep_packed`. The plain call reorders the
     weights into oneDNN's blocked layout at every call — most of its cost for small maps
-    (VGG-16's 2×2 and 4×4 layers at batch 1: 1.3 ms plain, 0.3 ms packed); for a weight
-    used once, packing it costs more than the plain call. The arithmetic is the very same
+    (VGG-16's 2×2 and 4×4 layers at batch 1: 1.3 ms plain, 0.3 ms packed), so small maps
+    (:data:`PACK_MAX_POSITIONS`) use the packed copy; for a weight used once, packing it
+    costs more than the plain call. The arithmetic is the very same
     primitive's (bfloat16 products, float32 accumulation)."""
     return (dims == 2 and x.device.type == "cpu" and x.dtype == torch.bfloat16
-            and x.shape[0] > 0 and w.dtype == torch.bfloat16 and hasattr(w, "_onespike_packed")
+            and 0 < x.shape[0] * x.shape[2] * x.shape[3] <= PACK_MAX_POSITIONS
+            and w.dtype == torch.bfloat16 and hasattr(w, "_onespike_packed")
             and not x.requires_grad and not w.requires_grad
             and torch.backends.mkldnn.is_available())
 

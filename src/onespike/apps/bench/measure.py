@@ -357,13 +357,16 @@ def measure_in_process(job: dict[str, Any], run: Runner, ref: Tensor,
 
 
 def time_group(runners: dict[str, Runner], first: dict[str, float], *, repeats: int,
-               budget: float) -> dict[str, dict[str, Any]]:
+               budget: float, cold: bool = False) -> dict[str, dict[str, Any]]:
     """Warm up, then time the engines round-robin; returns per engine the wall-clock and the
-    CPU-time (``time.process_time``) samples, in seconds per call."""
+    CPU-time (``time.process_time``) samples, in seconds per call. ``cold``: the first runs
+    happened in other processes (peak-memory mode), so every runner is warmed up here —
+    otherwise its first timed sample would include the network's one-time caches (the
+    certificates' weight copies), and a median of two samples would be half cold."""
     number: dict[str, int] = {}
     for engine, run in runners.items():
         t_first = first[engine]
-        if t_first < budget / 4:  # full-size warm-up is cheap: do it
+        if cold or t_first < budget / 4:  # full-size warm-up is cheap (or needed): do it
             t0 = time.perf_counter()
             run()
             t_first = time.perf_counter() - t0

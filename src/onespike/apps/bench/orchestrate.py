@@ -465,7 +465,8 @@ def _time_runs(session: _Session, cfg: _Config, group: dict[str, Row],
     session.bar.set_description(f"bench {cfg.label} timing")
     gc.collect()
     try:
-        timed = time_group(runners, first, repeats=plan.repeats, budget=plan.budget)
+        timed = time_group(runners, first, repeats=plan.repeats, budget=plan.budget,
+                           cold=plan.memory)
     except Exception as exc:  # pragma: no cover - engines ran once already
         timed = {}
         for engine in runners:

@@ -393,17 +393,18 @@ def certify_grid(
             a = a[sel]
             b, lk, sigma, z = b[sel], lk[sel], sigma[sel], z[:, sel]
             xs = syn.select_inputs(sel, xs)
-            # these channels of the cached float32 (or bfloat16) weights: no float64 copy
-            syn = syn.select(sel, (_grid_weights_bf16(layer) if use_bf16
-                                   else _grid_weights32(layer))["signed"])
+            # these channels of the cached bfloat16 weights (no float64 copy), or of the
+            # float64 ones (made float32 per call: a cached float32 copy of every weight
+            # would cost half the network's memory again)
+            syn = syn.select(sel, _grid_weights_bf16(layer)["signed"] if use_bf16 else None)
     s64, lk64, b64 = sigma.to(torch.float64), lk.to(torch.float64), b.to(torch.float64)
     knots = sorted({0.0, *pts, u_end})
     if use_bf16:
         low, high, d, wx = _grid_sums_bf16(layer, syn, xs, sel, pts, knots, x_max, u_end,
                                            lk64, need_wx=z.dtype != torch.float64)
     else:
-        low, high, d, wx = _grid_sums32(layer, syn, xs, sel, pts, knots, x_max, s64, lk64, a,
-                                        e32, need_wx=z.dtype != torch.float64)
+        low, high, d, wx = _grid_sums32(syn, xs, pts, knots, x_max, s64, lk64, a, e32,
+                                        need_wx=z.dtype != torch.float64)
     ok = _grid_verdict(layer, z, low, high, d, wx, s64, lk64, b64, a, x_max, u_end, e32)
     if sel is None:
         return ok
@@ -412,36 +413,15 @@ def certify_grid(
     return full
 
 
-def _grid_weights32(layer: PopulationLike) -> dict[str, list[Tensor]]:
-    """The float32 grid bound's weights per edge — ``W``, ``|W⁻|`` and ``|W|`` rounded to
-    float32 — cached per layer."""
-
-    def make() -> dict[str, list[Tensor]]:
-        signed = [w.to(torch.float32) for w in layer.synapses.weights]
-        return {"signed": signed, "neg": [w.neg().clamp_min(0.0) for w in signed],
-                "abs": [w.abs() for w in signed]}
-
-    return layer.derived("grid32", make)
-
-
-def _grid_sums32(layer: PopulationLike, syn: Synapses, xs: list[Tensor], sel: Tensor | None,
-                 pts: Sequence[float], knots: Sequence[float], x_max: float, s64: Tensor,
-                 lk64: Tensor, a: Tensor, e32: float, *, need_wx: bool
-                 ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
+def _grid_sums32(syn: Synapses, xs: list[Tensor], pts: Sequence[float], knots: Sequence[float],
+                 x_max: float, s64: Tensor, lk64: Tensor, a: Tensor, e32: float, *,
+                 need_wx: bool) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
     """The conv form's float32 sums: ``low``/``high`` (the maxima over the grid points of
     ``f(c) − (z − B)`` and ``f(c) − (b − B)``, rounding of the sums included), the tents'
-    ``D̂`` and, for networks below float64, ``Σ_j |W_ij| x_j`` (weights: the layer's cached
-    float32 ones, channels ``sel`` only when given; float64 where float32 sums are not IEEE,
-    :func:`sum_dtype`)."""
+    ``D̂`` and, for networks below float64, ``Σ_j |W_ij| x_j``."""
     dt = sum_dtype(xs[0].device)
     x32s = [x.to(torch.float32).to(dt) for x in xs]
-    cached = _grid_weights32(layer)
-
-    def pick(ws: list[Tensor]) -> list[Tensor]:
-        return [(w if sel is None else w.index_select(0, sel)).to(dt) for w in ws]
-
-    # the selected synapses already hold the selected signed weights (certify_grid)
-    w32 = pick(cached["signed"]) if sel is None else [w.to(dt) for w in syn.weights]
+    w32 = [w.to(torch.float32).to(dt) for w in syn.weights]
     bsz = xs[0].shape[0]
     jobs = _grid_jobs(pts, x_max, s64, lk64, e32 * a)
     low: Tensor | None = None  # ≥ max over the small c of  f(c) − (z − B)
@@ -456,8 +436,9 @@ def _grid_sums32(layer: PopulationLike, syn: Synapses, xs: list[Tensor], sel: Te
         sums = syn.linear(maps, w32)
         for (small, _, shift), part in zip(group, sums.split(bsz)):
             low, high = _keep_max(low, high, small, part.sub_(shift))
-    d = syn.linear([_tents(x32, knots, x_max) for x32 in x32s], pick(cached["neg"]))
-    wx = syn.linear(x32s, pick(cached["abs"])) if need_wx else None
+    d = syn.linear([_tents(x32, knots, x_max) for x32 in x32s],
+                   [w.neg().clamp_min_(0.0) for w in w32])
+    wx = syn.linear(x32s, [w.abs() for w in w32]) if need_wx else None
     return low, high, d, wx
 
 
