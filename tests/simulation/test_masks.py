@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from onespike.simulation.masks import any_along, any_true, count_true, per_sample_from_index
+from onespike.simulation.masks import (
+    any_along,
+    any_true,
+    count_per_sample,
+    count_true,
+    per_sample_from_index,
+)
 
 
 @pytest.mark.parametrize("p", [0.0, 1e-4, 0.3, 1.0])
@@ -17,6 +23,7 @@ def test_reductions_match_torch(p: float, strided: bool) -> None:
         m = m.transpose(1, 3)
     assert any_true(m) == bool(m.any())
     assert count_true(m) == int(m.sum())
+    assert torch.equal(count_per_sample(m), m.reshape(m.shape[0], -1).sum(dim=1))
     for dim in range(m.dim()):
         assert torch.equal(any_along(m, dim), m.any(dim=dim))
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["any_along", "any_true", "count_true", "per_sample_from_index"]
+__all__ = ["any_along", "any_true", "count_per_sample", "count_true",
+           "per_sample_from_index"]
 
 
 def _bytes(mask: Tensor) -> Tensor:
@@ -24,6 +25,13 @@ def any_true(mask: Tensor) -> bool:
 def count_true(mask: Tensor) -> int:
     """Number of True entries."""
     return int(torch.count_nonzero(mask)) if mask.numel() else 0
+
+
+def count_per_sample(mask: Tensor) -> Tensor:
+    """Per-sample count (int64) of True entries of a (batch, ...) mask."""
+    if not any_true(mask):
+        return torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
+    return _bytes(mask).reshape(mask.shape[0], -1).sum(dim=1)
 
 
 def any_along(mask: Tensor, dim: int) -> Tensor:

@@ -127,7 +127,7 @@ class Synapses:
         :meth:`channel_closure`). A grouped edge keeps the groups it touches and reads only
         their input channels (:meth:`input_channels`; inputs are sliced by
         :meth:`select_inputs`). ``weights``: per edge, the weights to select from instead of
-        the edges' own (e.g. the certificates' float32 copies: no float64 copy is made)."""
+        the edges' own (e.g. the certificates' bfloat16 copies: no float64 copy is made)."""
         n = int(channels.numel())
         c = self.out_shape[0]
         parts = []

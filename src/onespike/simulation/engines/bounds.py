@@ -589,14 +589,12 @@ def _ramp(x: Tensor, c: float, small: bool) -> Tensor:
     return (x.neg().add_(c) if small else x - c).clamp_min_(0.0)
 
 
-def _tents(x32: Tensor, knots: Sequence[float], top: float | None = None) -> Tensor:
+def _tents(x32: Tensor, knots: Sequence[float], top: float) -> Tensor:
     """``T(x)``: the tent of the grid interval holding ``x`` (the tents have disjoint
     supports and are negative outside them: T = max(0, tents)). Intervals that hold no
-    input (above ``top ≥ max x``, computed if not given) are skipped: every tent is 0 at its
-    knots. Two scratch maps, no other allocation."""
+    input (above ``top ≥ max x``) are skipped: every tent is 0 at its knots. Two scratch
+    maps, no other allocation."""
     tent = torch.zeros_like(x32)
-    if top is None:
-        top = float(x32.max()) if x32.numel() else 0.0
     part = torch.empty_like(x32)
     other = torch.empty_like(x32)
     for lo, hi in pairwise(knots):
@@ -628,9 +626,8 @@ def _grid_verdict(layer: PopulationLike, z: Tensor, low: Tensor | None, high: Te
     slack = u * scale + ed * (b64.abs() + wx64 + B + (s64.abs() + lk64.abs()) * u_end)
     bound = d.to(torch.float64).div_(1.0 - e32).add_(slack)  # d is not used after this
     # f(c) − (z − B) ≤ max(low, 0) at the small grid points (c = 0 included)
-    top = z.to(torch.float64) if low is None else \
-        low.to(torch.float64).clamp_min_(0.0).add_(z)
-    top = top - B if low is None else top.sub_(B)
+    top = z.to(torch.float64) - B if low is None else \
+        low.to(torch.float64).clamp_min_(0.0).add_(z).sub_(B)
     f_max = b64 - B - lk64 * x_max  # f(max x): every input has arrived
     if high is not None:
         f_max = torch.maximum(f_max, high.to(torch.float64).add_(b64 - B))

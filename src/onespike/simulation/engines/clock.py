@@ -62,6 +62,7 @@ from torch import Tensor
 from onespike.errors import ArgumentError, ArgumentTypeError
 from onespike.simulation.engines.ordering import first_true
 from onespike.simulation.engines.step import PopulationStep
+from onespike.simulation.masks import any_along, count_per_sample
 
 if TYPE_CHECKING:
     from onespike.simulation.perturb import Perturbation
@@ -125,10 +126,6 @@ def _register(s: Tensor, grid: Tensor, tol: float = 0.0) -> Tensor:
 def _spike_times(fired: Tensor, grid: Tensor) -> Tensor:
     inf = torch.full(fired.shape, float("inf"), dtype=grid.dtype, device=grid.device)
     return torch.where(fired < grid.numel(), grid[fired.clamp_max(grid.numel() - 1)], inf)
-
-
-def _per_sample(mask: Tensor) -> Tensor:
-    return mask.reshape(mask.shape[0], -1).sum(dim=1)
 
 
 class ClockEngine:
@@ -228,8 +225,8 @@ class ClockEngine:
         s_out = _spike_times(fired, grid)
         x_reg = [pop.model.clip_inputs(pop.t_min - s, pop.B_in) for s in xs]
         z = pop.z(x_reg)
-        early = _per_sample(s_out < pop.t_min)
-        sat = _per_sample(z > pop.B)
+        early = count_per_sample(s_out < pop.t_min)
+        sat = count_per_sample(z > pop.B)
         checked = torch.full_like(early, pop.num_neurons)
         return PopulationStep(-s_out, early, sat, checked)
 
@@ -310,7 +307,7 @@ class ClockEngine:
                 hit = Vs >= theta
                 if model_b:
                     hit &= can[k + 1 : k1 + 1].reshape(-1, *([1] * nd))
-                any_hit = hit.any(dim=0)
+                any_hit = any_along(hit, 0)
                 first = first_true(hit, dim=0) + (k + 1)
                 fired = torch.where((fired == n_pts) & any_hit, first, fired)
                 if not model_b and bool((fired < n_pts).all()):

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from onespike.simulation.engines.common import _per_sample, model_a_step
+from onespike.simulation.engines.common import model_a_step
 from onespike.simulation.engines.step import PopulationStep
+from onespike.simulation.masks import count_per_sample
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
@@ -42,7 +43,7 @@ class ClosedEngine:
             return model_a_step(pop, clipped, pop.z(xs), use_exact=False, late_possible=False)
         z = pop.z(xs)
         zero = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
-        sat = _per_sample(z > pop.B) if self.certify else zero
+        sat = count_per_sample(z > pop.B) if self.certify else zero
         return PopulationStep(model.closed(z), zero, sat, zero.clone())
 
     def readout(self, pop: PopulationLike, xs: list[Tensor]) -> Tensor:

@@ -18,7 +18,12 @@ from onespike.simulation.engines.bounds import (
 from onespike.simulation.engines.crossing import first_crossing_sorted
 from onespike.simulation.engines.ordering import argsort_descending
 from onespike.simulation.engines.step import PopulationStep
-from onespike.simulation.masks import any_true, count_true, per_sample_from_index
+from onespike.simulation.masks import (
+    any_true,
+    count_per_sample,
+    count_true,
+    per_sample_from_index,
+)
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
@@ -40,13 +45,6 @@ GRID_STAGES: tuple[tuple[tuple[float, ...], str], ...] = (
     ((0.25, 0.5, 0.75), "bfloat16"), (GRID_QUANTILES, "float32"))
 # Elements gathered per chunk of the exact path (M × fan-in); bounds its memory.
 GATHER_ELEMENTS = 1 << 21
-
-
-def _per_sample(mask: Tensor) -> Tensor:
-    """Per-sample count of True entries (fast when there are none)."""
-    if not any_true(mask):
-        return torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
-    return mask.view(torch.uint8).reshape(mask.shape[0], -1).sum(dim=1)
 
 
 def exact_values(
@@ -151,12 +149,12 @@ def model_a_step(
                 ok |= grid_ok if leak is None else grid_ok & (leak > 0)
     if gain is not None:
         assert leak is not None
-        sat = _per_sample(z > B)
+        sat = count_per_sample(z > B)
         slope = layer.S + leak
         safe = torch.where(slope > 0, slope, torch.ones_like(slope))
         values = torch.where(slope > 0, (B + (z - B) / safe).clamp_min(0), torch.zeros_like(z))
     else:
-        sat = _per_sample(z > B) if float(z.max()) > B else _zeros(z)
+        sat = count_per_sample(z > B) if float(z.max()) > B else _zeros(z)
         values = z.clamp_min_(0.0)
     missing = ~ok
     if not any_true(missing):

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from onespike.simulation.engines.ordering import argsort_descending, first_true
+from onespike.simulation.masks import any_along
 
 __all__ = ["first_crossing", "first_crossing_sorted"]
 
@@ -74,7 +75,7 @@ def first_crossing_sorted(
     D = f_lo.clone()
     f_lo.mul_(lo).neg_().add_(cwx).add_((b - B_out)[:, None])  # A − D·lo
     hit = f_lo >= 0
-    any_hit = hit.any(dim=1)
+    any_hit = any_along(hit, 1)
     j = first_true(hit)[:, None]
     Aj = (torch.gather(cwx, 1, j) + (b - B_out)[:, None])[:, 0]
     Dj = torch.gather(D, 1, j)[:, 0]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from onespike.simulation.masks import count_per_sample
 from onespike.simulation.neurons.base import NeuronModel
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ class ConstantSlopeNeuron(NeuronModel):
 
     def event_step(self, pop: PopulationLike, xs: list[Tensor], *, gain: Tensor | None,
                    perturbed: bool, use_exact: bool = True) -> PopulationStep:
-        from onespike.simulation.engines.common import _per_sample
         from onespike.simulation.engines.step import PopulationStep
 
         z = pop.z(xs)
@@ -52,7 +52,7 @@ class ConstantSlopeNeuron(NeuronModel):
         neg_inf = torch.full((), float("-inf"), dtype=z.dtype, device=z.device)
         values = torch.where(z > 0, z.clamp_max(B), neg_inf)
         zero = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
-        return PopulationStep(values, zero, _per_sample(sat), zero.clone())
+        return PopulationStep(values, zero, count_per_sample(sat), zero.clone())
 
     def clock_current(self, pop: PopulationLike, syn: Tensor, own: Tensor,
                       gain: Tensor | None) -> Tensor:
