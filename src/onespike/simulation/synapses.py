@@ -20,7 +20,7 @@ from torch import Tensor
 
 from onespike.simulation.affine import Affine
 
-__all__ = ["Synapses"]
+__all__ = ["Synapses", "select_rows"]
 
 
 @dataclass
@@ -133,8 +133,7 @@ class Synapses:
         parts = []
         ws = [a.weight for a in self.affines] if weights is None else list(weights)
         for a, w, idx in zip(self.affines, ws, self.input_channels(channels)):
-            sub = replace(a, weight=w.index_select(0, channels),
-                          out_shape=(n, *a.out_shape[1:]))
+            sub = replace(a, weight=select_rows(w, channels), out_shape=(n, *a.out_shape[1:]))
             if idx is not None:
                 sub = replace(sub, groups=n // (c // a.groups),
                               in_shape=(int(idx.numel()), *a.in_shape[1:]))
@@ -208,6 +207,15 @@ class Synapses:
         vals, valid = self.patches(xs, key, fill)
         ws = self.weight_rows(row)
         return vals, torch.where(valid, ws, torch.zeros((), dtype=ws.dtype, device=ws.device))
+
+
+def select_rows(w: Tensor, rows: Tensor) -> Tensor:
+    """``w.index_select(0, rows)``, channels-last as ``w`` is (a kernel's rows are then
+    contiguous)."""
+    if w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) \
+            and not w.is_contiguous():
+        return w.permute(0, 2, 3, 1).index_select(0, rows).permute(0, 3, 1, 2)
+    return w.index_select(0, rows)
 
 
 # An edge is computed on its non-zero output rows only when they are at most this fraction.

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from tests.helpers.gemm import gemm_everywhere
 from tests.helpers.nets import random_cnn
 from tests.simulation.engines.test_bounds import converted_layers, move_to_threshold, stress_inputs
 
@@ -62,14 +63,36 @@ def test_bf16_drive_never_certifies_a_neuron_at_or_above_threshold(
         assert not bool((ok & truth).any()), (layer.name, spread)
 
 
+@pytest.mark.parametrize("spread", [1e-9, 1e-4])
 @pytest.mark.parametrize("seed", range(4))
-def test_bf16_drive_margin_is_needed(seed: int, monkeypatch) -> None:
+def test_bf16_drive_is_sound_in_the_gemm_form(seed: int, spread: float, monkeypatch) -> None:
+    """The test above with every convolution run as a matrix product over its patches."""
+    calls = gemm_everywhere(monkeypatch)
+    g = torch.Generator().manual_seed(seed)
+    for i, layer in enumerate(conv_layers(seed, torch.float64)):
+        x = stress_inputs(layer, 3, seed + i, 3.0)
+        place_biases(layer, exact_drive(layer, x)[0], spread, g)
+        truth = layer.bias.double() + exact_drive(layer, x) >= layer.B
+        assert bool(truth[0].any())
+        before = len(calls)
+        ok = bounds.certify_drive(layer, x)
+        # the drive ran as a matrix product (grouped convolutions keep theirs)
+        assert (len(calls) > before) == all(a.prefers_gemm for a in layer.synapses.affines)
+        assert not bool((ok & truth).any()), (layer.name, spread)
+    assert calls
+
+
+@pytest.mark.parametrize("gemm", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_bf16_drive_margin_is_needed(seed: int, gemm: bool, monkeypatch) -> None:
     """Mutation: weights rounded to nearest (not up) and the bfloat16 sums compared with the
     float32 threshold of the exact condition (no rounding margin) certify neurons whose exact
     drive exceeds the threshold by 1e-4·B."""
     g = torch.Generator().manual_seed(seed)
     layers = conv_layers(seed, torch.float64)
     assert layers
+    if gemm:
+        gemm_everywhere(monkeypatch)
     monkeypatch.setattr(bounds, "_drive_threshold_bf16",
                         lambda ly, bias=None: (ly.B - ly.bias).to(torch.float32))
     monkeypatch.setattr(SpikingLayer, "positive_weight_bf16", lambda ly: [

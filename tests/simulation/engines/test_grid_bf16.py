@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from tests.helpers.gemm import gemm_everywhere
 from tests.simulation.engines.test_bounds import (
     brute_max_f,
     converted_layers,
@@ -73,6 +74,30 @@ def test_bf16_grid_never_certifies_a_neuron_that_fires_early(
             assert not bool((ok & (truth >= 0)).any()), (layer.name, grid)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("seed", range(4))
+def test_bf16_grid_is_sound_in_the_gemm_form(seed: int, dtype: torch.dtype,
+                                            monkeypatch) -> None:
+    """The test above (spread 1e-5·B, the default grid and the breakpoints) with every
+    convolution run as a matrix product over its patches."""
+    calls = gemm_everywhere(monkeypatch)
+    g = torch.Generator().manual_seed(seed)
+    for i, layer in enumerate(conv_layers(seed, dtype)):
+        x = stress_inputs(layer, 3, seed + i, 3.0)
+        with torch.no_grad():
+            move_to_threshold(layer, brute_max_f(layer, x)[0], 1e-5, g, dtype)
+        z = layer.affine(x)
+        truth = brute_max_f(layer, x)
+        assert bool((truth[0] >= 0).any())
+        gemm = all(a.prefers_gemm for a in layer.synapses.affines)  # not grouped ones
+        for grid in (None, breakpoints(layer, x)):
+            before = len(calls)
+            ok = grid_bf16(layer, x, z, grid=grid)
+            assert (len(calls) > before) == gemm
+            assert not bool((ok & (truth >= 0)).any()), (layer.name, grid)
+    assert calls
+
+
 @SETTINGS
 @given(seed=st.integers(0, 10_000), sigma=st.sampled_from([0.01, 0.2]))
 def test_bf16_grid_is_sound_with_perturbed_alpha(seed: int, sigma: float) -> None:
@@ -104,11 +129,15 @@ def _no_margin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bounds, "_gamma", lambda n, unit: 0.0)
 
 
-def test_bf16_grid_margin_is_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("gemm", [False, True])
+def test_bf16_grid_margin_is_needed(gemm: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without its rounding allowance the bfloat16 form certifies neurons whose brute-force
-    maximum exceeds the threshold by 1e-4·B (with it, none: the test above)."""
+    maximum exceeds the threshold by 1e-4·B (with it, none: the tests above), also in the
+    matrix-product form."""
     g = torch.Generator().manual_seed(0)
     _no_margin(monkeypatch)
+    if gemm:
+        gemm_everywhere(monkeypatch)
     wrong = 0
     for seed in range(12):
         for i, layer in enumerate(conv_layers(seed)):

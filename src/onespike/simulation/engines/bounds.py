@@ -54,6 +54,7 @@ from onespike.errors import ArgumentError
 from onespike.simulation.affine import Affine, keep_packed
 from onespike.simulation.masks import any_along, any_true, count_true
 from onespike.simulation.rounding import bf16_up
+from onespike.simulation.synapses import select_rows
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
@@ -465,11 +466,12 @@ def _grid_weights_bf16(layer: PopulationLike) -> dict[str, Any]:
         lo: Tensor | None = None
         hat: Tensor | None = None
         wmax = 0.0
-        for w in layer.synapses.weights:
+        for a in layer.synapses.affines:
+            w, cl = a.weight, a.prefers_gemm
             wb = w.to(torch.bfloat16)
-            signed.append(keep_packed(wb))
-            neg.append(keep_packed(bf16_up(w.neg().clamp_min(0))))
-            mag.append(keep_packed(bf16_up(w.abs())))
+            signed.append(keep_packed(wb, channels_last=cl))
+            neg.append(keep_packed(bf16_up(w.neg().clamp_min(0)), channels_last=cl))
+            mag.append(keep_packed(bf16_up(w.abs()), channels_last=cl))
             rows = w.shape[0]
             r = (w.to(f64) - wb.to(f64)).abs_().reshape(rows, -1).sum(dim=1)
             h = wb.to(f64).abs_().reshape(rows, -1).sum(dim=1)
@@ -511,7 +513,7 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, xs: list[Tensor],
     values returned are float32 (``low``: margins already added; no ``high``: every grid
     point has the min form) and float64 (``D``, ``Σ|W|x``: already divided)."""
     cached = _grid_weights_bf16(layer)
-    pick = (lambda ws: ws) if sel is None else (lambda ws: [w.index_select(0, sel) for w in ws])
+    pick = (lambda ws: ws) if sel is None else (lambda ws: [select_rows(w, sel) for w in ws])
     # the selected synapses already hold the selected signed weights (certify_grid)
     w_signed = cached["signed"] if sel is None else syn.weights
     w_neg, w_abs = pick(cached["neg"]), pick(cached["abs"])
