@@ -186,3 +186,18 @@ def test_precision_is_checked() -> None:
     x = stress_inputs(layer, 2, 0, 1.0)
     with pytest.raises(ValueError, match="precision"):
         bounds.certify_grid(layer, x, layer.affine(x), precision="float16")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bf16_maps_are_the_rounded_float32_maps(seed: int) -> None:
+    """``min(x̂, ĉ)`` on the inputs rounded to bfloat16 once is bit for bit ``min(x, c)``
+    rounded (rounding is monotone): grid points at inputs, at bfloat16 ties and at random."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(50_000, generator=g) * 7.0).float()
+    ties = x[:1000].to(torch.bfloat16).float() * (1.0 + 2.0**-9)  # halfway, roughly
+    x = torch.cat([x, ties])
+    xb = x.to(torch.bfloat16)
+    for c in [float(x[7]), float(ties[3]), float(ties[11]), 1e-30, 6.999, *torch.rand(
+            20, generator=g).mul(7.0).tolist()]:
+        c = bounds._f32(c)
+        assert torch.equal(xb.clamp_max(bounds._bf16(c)), x.clamp_max(c).to(torch.bfloat16))
