@@ -110,13 +110,6 @@ def make_runner(engine: str, obj: Any, x: Tensor, *, clock_steps: int) -> Runner
     return run_snn
 
 
-def certificate_of_call(obj: Any, x: Tensor) -> Any:
-    """The certificate of ``snn(x)``, which returns the output only: that of the same
-    simulation, ``snn.simulate(x, engine="event", record=False)`` (what ``forward`` runs),
-    computed apart from the measured call."""
-    return obj.simulate(x, engine="event", record=False).certificate
-
-
 def _status_kib(field_name: str) -> int | None:
     try:
         with open("/proc/self/status") as fh:
@@ -236,12 +229,14 @@ def _outcome(engine: str, dtype: str, out: Tensor, cert: Any, ref: Tensor) -> di
     return res
 
 
-def _call_certificate(engine: str, obj: Any, x: Tensor, cert: Any) -> tuple[Any, dict[str, Any]]:
-    """``cert``, or for ``call`` (no certificate of its own) :func:`certificate_of_call`, with
-    a note saying so."""
+def certificate_of_call(engine: str, obj: Any, x: Tensor, cert: Any
+                        ) -> tuple[Any, dict[str, Any]]:
+    """``cert``, or for ``call`` — ``snn(x)`` returns the output only — the certificate of the
+    same simulation, ``snn.simulate(x, engine="event", record=False)`` (what ``forward``
+    runs), computed apart from the measured call, with a note saying so."""
     if engine != "call" or cert is not None:
         return cert, {}
-    return certificate_of_call(obj, x), {
+    return obj.simulate(x, engine="event", record=False).certificate, {
         "certificate_from": 'snn.simulate(x, engine="event", record=False), run apart'}
 
 
@@ -280,7 +275,7 @@ def _measure_first_run(job: dict[str, Any]) -> dict[str, Any]:
            "baseline_bytes": peak.base,
            "memory_method": peak.method + (" after malloc_trim" if trimmed else ""),
            "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-    cert, note = _call_certificate(job["engine"], obj, x, cert)
+    cert, note = certificate_of_call(job["engine"], obj, x, cert)
     res.update(note)
     res.update(_outcome(job["engine"], job["dtype"], out, cert, ref))
     return res
@@ -350,7 +345,7 @@ def measure_in_process(job: dict[str, Any], run: Runner, ref: Tensor,
     out, cert = run()
     res = {"first_run_s": time.perf_counter() - t0, "first_run_cpu_s": time.process_time() - c0}
     if snn is not None and x is not None:
-        cert, note = _call_certificate(job["engine"], snn, x, cert)
+        cert, note = certificate_of_call(job["engine"], snn, x, cert)
         res.update(note)
     res.update(_outcome(job["engine"], job["dtype"], out, cert, ref))
     return res

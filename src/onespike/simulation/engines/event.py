@@ -36,7 +36,9 @@ def delayed_values(v: Tensor, t_max_source: float, delay: float, t_min: float) -
     ``v = t_max(s) − t`` sent with delay ``d``."""
     if delay == 0.0:
         return v
-    x = t_min - ((t_max_source - v) + delay)
+    # t_min − ((t_max(s) − v) + d), each scalar − tensor written as (−tensor) + scalar: the
+    # very same float operations (x − y = x + (−y) exactly), several times faster on CPU
+    x = v.neg().add_(t_max_source).add_(delay).neg_().add_(t_min)
     # a spike at the source's t_max arrives at t_min (x = 0) up to the rounding of t + d:
     # snap those few-ulp negatives, which are no late arrivals
     tol = 8.0 * torch.finfo(x.dtype).eps * max(1.0, abs(t_min))
