@@ -201,3 +201,29 @@ def test_bf16_maps_are_the_rounded_float32_maps(seed: int) -> None:
             20, generator=g).mul(7.0).tolist()]:
         c = bounds._f32(c)
         assert torch.equal(xb.clamp_max(bounds._bf16(c)), x.clamp_max(c).to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("fraction", [0.0, float("inf")])
+@pytest.mark.parametrize("seed", range(3))
+def test_bf16_grid_on_float32_networks_is_sound_with_either_bound_of_z(
+        seed: int, fraction: float, monkeypatch) -> None:
+    """The rounding of a float32 ``z`` bounded with the computed ``Σ|W|x`` (fraction 0) or
+    the crude ``A·u_end`` (fraction ∞): sound either way, within 1e-5·B of the threshold."""
+    monkeypatch.setattr(bounds, "WX_CRUDE_FRACTION", fraction)
+    g = torch.Generator().manual_seed(seed)
+    for i, layer in enumerate(conv_layers(seed, torch.float32)):
+        x = stress_inputs(layer, 3, seed + i, 3.0)
+        with torch.no_grad():
+            move_to_threshold(layer, brute_max_f(layer, x)[0], 1e-5, g, torch.float32)
+        z = layer.affine(x)
+        pts = bounds.grid_points(x, layer.B_in)
+        assert bounds._wx_pays(layer, z, pts, layer.B_in) == (fraction == 0.0)
+        truth = brute_max_f(layer, x)
+        ok = grid_bf16(layer, x, z)
+        assert not bool((ok & (truth >= 0)).any()), layer.name
+
+
+def test_float64_networks_never_compute_the_sum_for_z() -> None:
+    layer = conv_layers(0)[0]
+    x = stress_inputs(layer, 2, 0, 1.0)
+    assert not bounds._wx_pays(layer, layer.affine(x), [1e-9], layer.B_in)

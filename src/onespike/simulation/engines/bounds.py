@@ -407,7 +407,7 @@ def certify_grid(
     knots = sorted({0.0, *pts, u_end})
     if use_bf16:
         low, high, d, wx = _grid_sums_bf16(layer, syn, xs, sel, pts, knots, x_max, u_end,
-                                           lk64, need_wx=z.dtype != torch.float64)
+                                           lk64, need_wx=_wx_pays(layer, z, pts, u_end))
     else:
         low, high, d, wx = _grid_sums32(syn, xs, pts, knots, x_max, s64, lk64, a, e32,
                                         need_wx=z.dtype != torch.float64)
@@ -417,6 +417,24 @@ def certify_grid(
     full = torch.zeros((z.shape[0], *layer.out_shape), dtype=torch.bool, device=z.device)
     full[:, sel] = ok
     return full
+
+
+#: The bfloat16 stage bounds the rounding of a float32 ``z`` by the crude ``Σ_j |W_ij| x_j ≤
+#: A_i·u_end`` (no convolution) when that term, ``ed·u_end``, is at most this fraction of the
+#: stage's own margin at its smallest grid point (about ``2⁻⁶·c_1`` per unit of ``A_i``).
+WX_CRUDE_FRACTION = 1.0
+
+
+def _wx_pays(layer: PopulationLike, z: Tensor, pts: Sequence[float], u_end: float) -> bool:
+    """Whether the bfloat16 grid stage computes ``Σ_j |W_ij| x_j`` for the rounding of ``z``
+    (networks below float64), rather than the crude ``A_i·u_end`` (:data:`WX_CRUDE_FRACTION`:
+    the crude term is small beside that stage's margin on layers of small fan-in, e.g. the
+    first layers of VGG-16, where the sum costs one more convolution for nothing)."""
+    if z.dtype == torch.float64:
+        return False
+    ed = _gamma(layer.synapses.fan_in + 8, torch.finfo(z.dtype).eps / 2)
+    c_min = min(pts, default=u_end)
+    return ed * u_end > WX_CRUDE_FRACTION * 2.0**-6 * c_min
 
 
 def _grid_sums32(syn: Synapses, xs: list[Tensor], pts: Sequence[float], knots: Sequence[float],
