@@ -74,7 +74,7 @@ class SimulationResult:
         """Decoded values ``t_max − t`` (0 for no spike) of the ``spike_times`` list."""
         out = []
         for t, (_, t_max) in zip(self.spike_times, self.windows):
-            v = t.neg().add_(t_max)  # t_max − t, as in _times
+            v = t.neg().add_(t_max)  # t_max − t, as the times were recorded
             out.append(torch.where(torch.isfinite(t), v, torch.zeros_like(v)))
         return out
 
@@ -157,7 +157,7 @@ def run_simulation(
     if n == 0:  # an empty batch: empty results, nothing to simulate
         return _empty_result(network, xhat, engine.name, record, extras)
     outs: list[Tensor] = []
-    recs: list[list[Tensor]] = []
+    recorder = _Recorder(n) if record else None
     certs: list[Certificate] = []
     starts = range(0, n, chunk_size)
     with torch.no_grad():
@@ -166,18 +166,16 @@ def run_simulation(
             chunk = xhat[s : s + chunk_size]
             gens = (perturbation.sample_generators(s, chunk.shape[0], network.device)
                     if perturb and perturbation is not None else None)
-            out, times, cert = _chunk(network, chunk, engine, record=record,
-                                      perturbation=perturbation if perturb else None,
-                                      gains=gains, gens=gens)
+            out, cert = _chunk(network, chunk, engine,
+                               record=None if recorder is None else recorder.at(s),
+                               perturbation=perturbation if perturb else None,
+                               gains=gains, gens=gens)
             outs.append(out)
-            recs.append(times)
             certs.append(cert)
     hidden = network.hidden_layers
-    spike_times = ([torch.cat([r[i] for r in recs]) for i in range(len(recs[0]))]
-                   if record else [])
     return SimulationResult(
-        output=torch.cat(outs),
-        spike_times=spike_times,
+        output=outs[0] if len(outs) == 1 else torch.cat(outs),
+        spike_times=[] if recorder is None else recorder.buffers,
         layer_names=["input"] + [p.name for p in hidden] if record else [],
         windows=[(0.0, 1.0)] + [(p.t_min, p.t_max) for p in hidden] if record else [],
         certificate=Certificate.merge(certs),
@@ -211,12 +209,12 @@ def _chunk(
     xhat: Tensor,
     engine: Any,
     *,
-    record: bool,
+    record: _ChunkRecord | None,
     perturbation: Perturbation | None,
     gains: dict[str, Tensor | None],
     gens: list[torch.Generator] | None,
-) -> tuple[Tensor, list[Tensor], Certificate]:
-    """One chunk through every population."""
+) -> tuple[Tensor, Certificate]:
+    """One chunk through every population (spike times written into ``record``)."""
     bsz = xhat.shape[0]
     pops = list(network.layers)
     last = last_use(pops)
@@ -227,15 +225,14 @@ def _chunk(
     early, sat, checked, neurons = [], [], [], []
     bad = torch.zeros(bsz, dtype=torch.bool, device=xhat.device)
     nonfinite = 0
-    times: list[Tensor] = []
     v = engine.encode(network, xhat) if hasattr(engine, "encode") else model.encode(xhat)
     if perturbation is not None:
         assert gens is not None
         v = engine.perturb(v, 1.0, 1.0, perturbation, gens) if hasattr(engine, "perturb") \
             else perturbation.spikes(v, 1.0, gens)
     state["input"] = v
-    if record:
-        times.append(_times(engine, v, 1.0))
+    if record is not None:
+        record.put(engine, v, 1.0)
     out: Tensor | None = None
     for i, pop in enumerate(pops):
         xs = [engine.edge_input(pop, j, state[e.source], windows[e.source])
@@ -265,8 +262,8 @@ def _chunk(
         bad |= (step.early > 0) | (step.saturated > 0)
         state[pop.name] = v
         windows[pop.name] = (pop.t_min, pop.t_max)
-        if record:
-            times.append(_times(engine, v, pop.t_max))
+        if record is not None:
+            record.put(engine, v, pop.t_max)
     assert out is not None
     for r in network.output_routes:
         out = r(out)
@@ -276,7 +273,7 @@ def _chunk(
         bad |= (~torch.isfinite(out)).reshape(bsz, -1).any(dim=1)
     hidden = [p.name for p in pops if not p.readout]
     cert = Certificate(hidden, early, sat, checked, neurons, ~bad, nonfinite)
-    return out, times, cert
+    return out, cert
 
 
 def _edge_values(pop: PopulationLike, i: int, v: Tensor, t_max_source: float) -> Tensor:
@@ -287,7 +284,34 @@ def _edge_values(pop: PopulationLike, i: int, v: Tensor, t_max_source: float) ->
     return delayed_values(pop.route(i, v), t_max_source, e.delay, pop.t_min)
 
 
-def _times(engine: Any, v: Tensor, t_max: float) -> Tensor:
-    if hasattr(engine, "times"):
-        return engine.times(v, t_max)
-    return v.neg().add_(t_max)  # t_max − v as (−v) + t_max: the same float, faster on CPU
+class _Recorder:
+    """Spike times of every recorded population for the whole batch of ``n`` samples: one
+    buffer per population, allocated at its first chunk, into which each chunk writes its
+    rows (no per-chunk copies to concatenate at the end)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.buffers: list[Tensor] = []
+
+    def at(self, start: int) -> _ChunkRecord:
+        return _ChunkRecord(self, start)
+
+
+class _ChunkRecord:
+    """Where one chunk (rows from ``start``) writes its spike times, population by
+    population in the order of :attr:`SimulationResult.spike_times`."""
+
+    def __init__(self, recorder: _Recorder, start: int) -> None:
+        self.recorder, self.start, self.index = recorder, start, 0
+
+    def put(self, engine: Any, v: Tensor, t_max: float) -> None:
+        bufs = self.recorder.buffers
+        if self.index == len(bufs):
+            bufs.append(torch.empty((self.recorder.n, *v.shape[1:]), dtype=v.dtype,
+                                    device=v.device))
+        dest = bufs[self.index][self.start : self.start + v.shape[0]]
+        self.index += 1
+        if hasattr(engine, "times"):
+            dest.copy_(engine.times(v, t_max))
+        else:  # t_max − v as (−v) + t_max: the same float, faster on CPU
+            torch.neg(v, out=dest).add_(t_max)

@@ -14,6 +14,7 @@ from onespike.simulation.engines.bounds import (
     certify_grid,
     certify_model_a,
     grid_stages,
+    input_range,
 )
 from onespike.simulation.engines.crossing import first_crossing_sorted
 from onespike.simulation.engines.ordering import argsort_descending
@@ -139,13 +140,14 @@ def model_a_step(
         missed = ok.numel() - count_true(ok)
         if (missed > GRID_MIN_FRACTION * ok.numel()
                 and missed * layer.synapses.fan_in > GRID_MIN_ELEMENTS):
-            grids = grid_stages(xs, layer.B_in, [q for q, _ in GRID_STAGES])
+            x_range = input_range(xs)  # one pass, shared by the stages
+            grids = grid_stages(xs, layer.B_in, [q for q, _ in GRID_STAGES], top=x_range[1])
             for grid, (_, precision) in zip(grids, GRID_STAGES):
                 need = ~ok
                 if not any_true(need):
                     break
                 grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, grid=grid,
-                                       need=need, precision=precision)
+                                       need=need, precision=precision, x_range=x_range)
                 ok |= grid_ok if leak is None else grid_ok & (leak > 0)
     if gain is not None:
         assert leak is not None

@@ -1,0 +1,73 @@
+"""The tents of the grid certificate (``T(x)`` of the grid interval holding ``x``), computed in
+cache-sized blocks: the very values of the whole-map formula, whatever the block size, the
+map's shape or the result's dtype; and the grid certificate's verdicts do not depend on the
+block size."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.simulation.engines.test_bounds import converted_layers, stress_inputs
+
+from onespike.simulation.engines import bounds
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def whole_map_tents(x: torch.Tensor, knots: list[float], top: float) -> torch.Tensor:
+    """The tents as whole-map operations: max(0, max over the intervals below ``top`` of
+    (x − lo)(hi − x)/(hi − lo)), each product written as the block code writes it."""
+    tent = torch.zeros_like(x)
+    for lo, hi in pairwise(knots):
+        if lo >= top:
+            break
+        part = (x - lo) * (x - hi) * (-1.0 / (hi - lo))
+        tent = torch.maximum(tent, part)
+    return tent
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), shape=st.sampled_from([(0, 3), (1,), (5, 7), (2, 3, 5, 4)]),
+       block=st.sampled_from([1, 3, 16, 1 << 16]), n_knots=st.integers(0, 6),
+       dtype=st.sampled_from([torch.float32, torch.float64]),
+       out=st.sampled_from([None, torch.bfloat16, torch.float64]))
+def test_blocked_tents_equal_the_whole_map_formula(
+        seed: int, shape: tuple[int, ...], block: int, n_knots: int, dtype: torch.dtype,
+        out: torch.dtype | None) -> None:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=g, dtype=torch.float64).to(dtype)
+    x = x * (torch.rand(shape, generator=g, dtype=torch.float64) > 0.3).to(dtype)
+    inner = sorted({float(v) for v in torch.rand(n_knots, generator=g, dtype=torch.float64)})
+    knots = [0.0, *inner, 1.0]
+    top = float(x.max()) if x.numel() else 0.0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bounds, "TENT_BLOCK", block)
+        got = bounds._tents(x, knots, top, out)
+    want = whole_map_tents(x, knots, top)
+    assert got.shape == x.shape and got.dtype == (dtype if out is None else out)
+    assert torch.equal(got, want.to(got.dtype))
+
+
+def test_blocked_tents_of_a_strided_map() -> None:
+    x = torch.rand(6, 8, dtype=torch.float32).t()  # not contiguous
+    knots = [0.0, 0.25, 0.5, 1.0]
+    assert torch.equal(bounds._tents(x, knots, 1.0), whole_map_tents(x, knots, 1.0))
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+@pytest.mark.parametrize("seed", range(3))
+def test_grid_verdicts_do_not_depend_on_the_tent_block(
+        seed: int, precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for layer in converted_layers(seed, "cnn"):
+        x = stress_inputs(layer, 3, seed, 2.0)
+        z = layer.z([x])
+        verdicts = []
+        for block in (1 << 16, 5):
+            monkeypatch.setattr(bounds, "TENT_BLOCK", block)
+            verdicts.append(bounds.certify_grid(layer, [x], z.clone(), precision=precision))
+        assert torch.equal(verdicts[0], verdicts[1])
