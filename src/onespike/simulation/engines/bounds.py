@@ -578,8 +578,15 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, xs: list[Tensor],
     per_call = max(1, _STACK_SAMPLES // max(1, bsz))  # maps stacked in one conv call
     for s in range(0, len(points), per_call):
         group = points[s : s + per_call]
-        maps = [torch.cat([xb.clamp_max(_bf16(c)) for c in group]) if len(group) > 1
-                else xb.clamp_max(_bf16(group[0])) for xb in xbs]
+        if len(group) == 1:
+            maps = [xb.clamp_max(_bf16(group[0])) for xb in xbs]
+        else:  # the maps of the group stacked along the batch, each clamped in place
+            maps = []
+            for xb in xbs:
+                stacked = xb.new_empty((len(group) * bsz, *xb.shape[1:]))
+                for k, c in enumerate(group):
+                    torch.clamp_max(xb, _bf16(c), out=stacked[k * bsz : (k + 1) * bsz])
+                maps.append(stacked)
         sums = syn.linear(maps, w_signed, out_dtype=None if one_edge else torch.float32)
         for c, part in zip(group, sums.split(bsz)):
             k_c = ((coef - lk64) * c + absolute).to(torch.float32)
@@ -727,9 +734,6 @@ def _grid_at_patches(layer: PopulationLike, syn: Synapses, xs: list[Tensor], z: 
     s_f, a_f = flat(sigma.to(torch.float64)), flat(a.reshape(shape))
     z_f = z.reshape(-1)
     dt = sum_dtype(xs[0].device)
-    x32s = [x.to(torch.float32).to(dt) for x in xs]
-    w_rows = torch.cat([w.to(torch.float32).to(dt).reshape(w.shape[0], -1)
-                        for w in syn.weights], 1)  # (C, K) in the order of patches()
     knots = sorted({0.0, *pts, u_end})
     key, row = syn.patch_keys(index)
     key_sorted, perm = torch.sort(key)
@@ -738,8 +742,11 @@ def _grid_at_patches(layer: PopulationLike, syn: Synapses, xs: list[Tensor], z: 
         sel = perm[s : s + step]
         keys, inverse = torch.unique_consecutive(key_sorted[s : s + step], return_inverse=True)
         rows, r_inv = torch.unique(row[sel], return_inverse=True)
-        vals, valid = syn.patches(x32s, keys)
-        wr = w_rows[rows]  # (R, K)
+        # the patches and weight rows gathered first, then rounded to float32: the same
+        # values as gathering from float32 copies of the whole maps and weights
+        vals, valid = syn.patches(xs, keys)
+        vals = vals.to(torch.float32).to(dt)
+        wr = syn.weight_rows(rows).to(torch.float32).to(dt)  # (R, K), order of patches()
         # every channel of the chunk at every patch (one matrix product), unless that is
         # much more than the neurons' own sums
         pick = (inverse, r_inv, keys.numel() * rows.numel() <= 16 * sel.numel())
