@@ -90,6 +90,12 @@ def _packed(w: Tensor, padding: list[int], stride: list[int], dilation: list[int
     return hit
 
 
+#: :meth:`Affine.patches` of a 2-d convolution gathers from a padded copy of the input when
+#: the input has at most this many entries per gathered one (the copy is then cheaper than
+#: the per-entry index arithmetic and masking of the direct gather).
+PAD_GATHER_FACTOR = 4
+
+
 #: bfloat16 convolutions with at most this many output positions per sample (VGG's 4×4 and
 #: 2×2 maps) run as one matrix product over their gathered input patches (:func:`_as_gemm`).
 GEMM_MAX_POSITIONS = 16
@@ -299,6 +305,8 @@ class Affine:
         if self.kind == "linear":
             xs = x.reshape(x.shape[0], -1).index_select(0, key)
             return xs, torch.ones_like(xs, dtype=torch.bool)
+        if self.dims == 2 and x.numel() <= PAD_GATHER_FACTOR * key.numel() * self.fan_in:
+            return self._patches_padded(x, key, fill)
         spatial = self.out_shape[1:]
         n_sp = 1
         for s in spatial:
@@ -340,6 +348,35 @@ class Affine:
         v = valid[:, None].expand_as(xs)
         xs = torch.where(v, xs, torch.full((), fill, dtype=xs.dtype, device=dev))
         return xs.reshape(u, -1), v.reshape(u, -1)
+
+    def _patches_padded(self, x: Tensor, key: Tensor, fill: float) -> tuple[Tensor, Tensor]:
+        """:meth:`patches` of a 2-d convolution from a copy of ``x`` padded with ``fill``:
+        each patch entry's offset into it is the patch's base offset plus a fixed offset per
+        kernel entry (one index sum, one gather, no clamping or masking of the values)."""
+        _, h_out, w_out = (int(v) for v in self.out_shape)
+        n_sp = h_out * w_out
+        sp, bg = key % n_sp, key // n_sp
+        b, g = bg // self.groups, bg % self.groups
+        top, _, left, _ = self.pad
+        xp = F.pad(x, (self.pad[2], self.pad[3], self.pad[0], self.pad[1]), value=fill)
+        c_in, hp, wp = xp.shape[1], xp.shape[2], xp.shape[3]
+        cg, kh, kw = (int(v) for v in self.weight.shape[1:])
+        dev = x.device
+        oh, ow = sp // w_out, sp % w_out
+        base = ((b * c_in + g * cg) * hp + oh * self.stride[0]) * wp + ow * self.stride[1]
+        kr = torch.arange(kh, device=dev) * self.dilation[0]
+        kc = torch.arange(kw, device=dev) * self.dilation[1]
+        ci = torch.arange(cg, device=dev)
+        pattern = ((ci[:, None, None] * hp + kr[None, :, None]) * wp + kc[None, None, :]
+                   ).reshape(-1)  # (cg·kh·kw,), the order of weight.reshape(C, -1)
+        xs = xp.reshape(-1).index_select(0, (base[:, None] + pattern[None, :]).reshape(-1))
+        # valid: the kernel entry lies inside the unpadded input (per position, not channel)
+        rows = oh[:, None] * self.stride[0] + kr[None, :] - top  # (U, kh)
+        cols = ow[:, None] * self.stride[1] + kc[None, :] - left  # (U, kw)
+        inside = (((rows >= 0) & (rows < self.in_shape[1]))[:, :, None]
+                  & ((cols >= 0) & (cols < self.in_shape[2]))[:, None, :])  # (U, kh, kw)
+        valid = inside[:, None].expand(-1, cg, -1, -1).reshape(key.numel(), -1)
+        return xs.reshape(key.numel(), -1), valid
 
     def gather(self, x: Tensor, index: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
         """Inputs and weights of selected neurons.
