@@ -128,7 +128,9 @@ def model_a_step(
     ``late_possible=False`` tells that no input arrives after ``t_min`` (no perturbation),
     which skips the checks for late inputs."""
     B = layer.B
-    late = late_possible and any(x.numel() and float(x.min()) < 0 for x in xs)
+    # the inputs' range (one pass): late arrivals, and the grid stages below
+    x_range = input_range(xs) if late_possible else None
+    late = x_range is not None and x_range[0] < 0
     bias = leak = None
     if gain is not None:
         bias, leak = _perturbed(layer.bias, layer.S, gain, layer.B_in)
@@ -140,7 +142,8 @@ def model_a_step(
         missed = ok.numel() - count_true(ok)
         if (missed > GRID_MIN_FRACTION * ok.numel()
                 and missed * layer.synapses.fan_in > GRID_MIN_ELEMENTS):
-            x_range = input_range(xs)  # one pass, shared by the stages
+            if x_range is None:
+                x_range = input_range(xs)
             grids = grid_stages(xs, layer.B_in, [q for q, _ in GRID_STAGES], top=x_range[1])
             for grid, (_, precision) in zip(grids, GRID_STAGES):
                 need = ~ok
