@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["GEMM_MAX_POSITIONS", "ROW_BLOCK", "Affine", "keep_packed"]
+__all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "ROW_BLOCK", "Affine", "keep_packed"]
 
 #: Rows per matrix product of a batch-invariant Linear edge (:meth:`Affine.linear`): every
 #: product has this shape, whatever the batch (more rows are faster at large batches, fewer
@@ -39,6 +39,43 @@ def _blocked_mm(x: Tensor, w: Tensor) -> Tensor:
         tail[: m - full * r] = x[full * r :]
         torch.mm(tail, wt, out=out[full * r :])
     return out[:m]
+
+
+#: Bytes of unfolded input patches per call of a float64 CPU convolution (:func:`_conv_in_chunks`).
+COLUMN_BYTES = 8 << 20
+
+
+def _chunked_conv(x: Tensor, w: Tensor) -> bool:
+    """Whether a convolution runs in sample chunks (:func:`_conv_in_chunks`): float64 on the
+    CPU (oneDNN has no float64 convolution; PyTorch's own unfolds the whole batch), no
+    autograd."""
+    return (x.device.type == "cpu" and x.dtype == torch.float64 and x.shape[0] > 1
+            and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)))
+
+
+def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: tuple[int, ...],
+                    padding: tuple[int, ...] | int, dilation: tuple[int, ...], groups: int,
+                    out_positions: int) -> Tensor:
+    """``conv(x, w, …)`` in chunks of samples whose unfolded input patches (samples × fan-in ×
+    output positions) take about :data:`COLUMN_BYTES`. PyTorch's float64 CPU convolution
+    unfolds the patches of the *whole batch* into one buffer before its per-sample matrix
+    products (VGG-16's 32×32 layer at batch 64: 300 MB), so large batches run from main
+    memory: two to three times slower per sample than batch 1 there. Each sample's
+    convolution is computed alone in either case (the unfolding and the product are per
+    sample), so the values are bit for bit those of the single call."""
+    bsz = x.shape[0]
+    per_sample = max(1, w[0].numel() * out_positions * x.element_size())
+    step = max(1, COLUMN_BYTES // per_sample)
+    if step >= bsz:
+        return conv(x, w, None, stride, padding, dilation, groups)
+    first = conv(x[:step], w, None, stride, padding, dilation, groups)
+    out = first.new_empty((bsz, *first.shape[1:]))
+    out[:step].copy_(first)
+    del first
+    for s in range(step, bsz, step):
+        out[s : s + step].copy_(conv(x[s : s + step], w, None, stride, padding, dilation,
+                                     groups))
+    return out
 
 
 #: Largest batch × input positions of a convolution run on packed weights: beyond it the
@@ -180,7 +217,8 @@ class Affine:
         counts). BLAS matrix products choose their blocking, hence their summation order,
         by the number of rows; a Linear edge is then computed in blocks of exactly
         :data:`ROW_BLOCK` rows (the last one zero-padded). Convolutions compute each sample
-        alike already."""
+        alike already (float64 ones on the CPU in chunks of samples: :func:`_conv_in_chunks`,
+        the same values)."""
         w = self.weight if weight is None else weight
         if self.kind == "linear":
             x2 = x.reshape(x.shape[0], -1)
@@ -207,6 +245,9 @@ class Affine:
             return _as_gemm(x, w, gpad, self.stride, self.dilation,
                             (int(self.out_shape[1]), int(self.out_shape[2])))
         conv = F.conv1d if self.dims == 1 else F.conv2d
+        if _chunked_conv(x, w):
+            return _conv_in_chunks(conv, x, w, self.stride, padding, self.dilation, self.groups,
+                                   math.prod(self.out_shape[1:]))
         return conv(x, w, None, self.stride, padding, self.dilation, self.groups)
 
     @property

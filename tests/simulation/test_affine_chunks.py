@@ -1,0 +1,67 @@
+"""float64 CPU convolutions run in chunks of samples (:func:`affine._conv_in_chunks`) give bit
+for bit the single call's result, for any geometry and chunk size, through
+:meth:`Affine.linear` as well; other dtypes, single samples and autograd keep the single
+call."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from onespike.simulation import affine
+from onespike.simulation.affine import Affine
+
+
+def _conv(dims: int, c_in: int, c_out: int, k: int, stride: int, pad: int, dilation: int,
+          groups: int, size: int) -> Affine:
+    w = torch.randn(c_out, c_in // groups, *(k,) * dims, dtype=torch.float64)
+    out = (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    return Affine("conv", w, torch.zeros(c_out, *(out,) * dims, dtype=torch.float64),
+                  (c_in, *(size,) * dims), (c_out, *(out,) * dims), dims, (stride,) * dims,
+                  (pad,) * (2 * dims), (dilation,) * dims, groups)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dims=st.integers(1, 2), groups=st.sampled_from([1, 2, 3]), k=st.integers(1, 3),
+       stride=st.integers(1, 2), pad=st.integers(0, 2), dilation=st.integers(1, 2),
+       batch=st.integers(2, 37), column_bytes=st.integers(1, 40_000),
+       seed=st.integers(0, 1000))
+def test_chunked_float64_convolution_is_the_single_call(
+        dims: int, groups: int, k: int, stride: int, pad: int, dilation: int, batch: int,
+        column_bytes: int, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(seed)
+    size = dilation * (k - 1) + 1 + seed % 6
+    a = _conv(dims, 2 * groups, 3 * groups, k, stride, pad, dilation, groups, size)
+    x = torch.rand(batch, 2 * groups, *(size,) * dims, dtype=torch.float64)
+    conv = F.conv1d if dims == 1 else F.conv2d
+    want = conv(x, a.weight, None, stride, pad, dilation, groups)
+    monkeypatch.setattr(affine, "COLUMN_BYTES", column_bytes)
+    calls: list[int] = []
+
+    def counting(*args: object) -> torch.Tensor:
+        calls.append(1)
+        return conv(*args)  # type: ignore[arg-type]
+
+    got = affine._conv_in_chunks(counting, x, a.weight, (stride,) * dims, pad,
+                                 (dilation,) * dims, groups, a.out_shape[1] ** dims)
+    assert torch.equal(got, want)
+    per_sample = a.weight[0].numel() * a.out_shape[1] ** dims * 8
+    assert len(calls) == -(-batch // max(1, column_bytes // per_sample))
+    assert torch.equal(a.linear(x), want)  # the network's own path takes the chunks too
+
+
+def test_only_float64_batches_without_autograd_are_chunked() -> None:
+    a = _conv(2, 4, 4, 3, 1, 1, 1, 1, 6)
+    x = torch.rand(3, 4, 6, 6, dtype=torch.float64)
+    assert affine._chunked_conv(x, a.weight)
+    assert not affine._chunked_conv(x[:1], a.weight)
+    assert not affine._chunked_conv(x.float(), a.weight.float())
+    assert not affine._chunked_conv(x.requires_grad_(), a.weight)
+    with torch.no_grad():
+        assert affine._chunked_conv(x, a.weight)
+    # through autograd the single call runs (fan_out_counts differentiates linear())
+    assert torch.equal(a.fan_out_counts(), a.fan_out_counts())
