@@ -94,3 +94,27 @@ def test_packed_weights_win_at_batch_one_and_keep_their_layout() -> None:
     assert affine._packable(x, cl, 2)
     assert torch.equal(a.linear(x, cl), F.conv2d(x, wb, None, 1, 1))
     assert math.prod(a.out_shape[1:]) <= affine.GEMM_MAX_POSITIONS
+
+
+def test_packed_weights_of_small_maps_give_way_to_the_gemm_form_from_two_samples() -> None:
+    """From two samples on, a layer that prefers the matrix product runs it even with packed
+    weights (the packed convolution's time grows linearly with the batch there); at batch 1
+    the packed convolution runs. Both are the convolution within its rounding."""
+    a = _conv(8, 8, 3, 1, (1, 1, 1, 1), 1, 1, 2)
+    w = keep_packed(a.weight.to(torch.bfloat16), channels_last=True)
+    real, calls = affine._LINEAR, []
+
+    def spy(*args):
+        calls.append(1)
+        return real(*args)
+
+    affine._LINEAR = spy
+    try:
+        for batch, gemm in ((1, False), (2, True), (9, True)):
+            calls.clear()
+            x = torch.rand(batch, 8, 2, 2).to(torch.bfloat16)
+            got = a.linear(x, w)
+            assert bool(calls) == gemm
+            _within_rounding(got, x, w, lambda xx, ww: F.conv2d(xx, ww, None, 1, 1))
+    finally:
+        affine._LINEAR = real
