@@ -289,3 +289,36 @@ def test_a_shared_input_range_changes_nothing(seed: int) -> None:
                 bounds.certify_grid(layer, [x], z.clone(), precision=precision, x_range=rng),
                 bounds.certify_grid(layer, [x], z.clone(), precision=precision))
     assert bounds.input_range([torch.empty(0, 3)]) == (0.0, 0.0)
+
+
+def test_grid_stages_stop_where_the_exact_walk_is_cheaper(monkeypatch) -> None:
+    """Before each grid stage, neurons × fan-in at most GRID_MIN_ELEMENTS go to the exact
+    walk instead: no stage is called on fewer, and the spike times are those of running
+    every stage. (A weak first stage of one grid point leaves work for the later ones.)"""
+    model = random_vgg()
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    snn = onespike.convert(model, x, progress=False)
+    monkeypatch.setattr(common, "GRID_STAGES", (((0.5,), "bfloat16"), *common.GRID_STAGES))
+    calls: list[tuple[str, int]] = []  # (layer, neurons × fan-in) of each call, in order
+
+    def counted(layer, xs, z, **kw):
+        calls.append((layer.name, int(kw["need"].sum()) * layer.synapses.fan_in))
+        return real(layer, xs, z, **kw)
+
+    real = common.certify_grid
+    monkeypatch.setattr(common, "certify_grid", counted)
+    monkeypatch.setattr(common, "GRID_MIN_FRACTION", 0.0)
+    monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
+    every = snn.simulate(x)
+    later = [n for i, (name, n) in enumerate(calls) if name in {c[0] for c in calls[:i]}]
+    assert later, "no later grid stage ran: the test needs another network"
+    limit = max(later)
+    calls.clear()
+    monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", limit)
+    fewer = snn.simulate(x)
+    assert calls and min(n for _, n in calls) > limit
+    for a, b in zip(every.spike_times, fewer.spike_times):
+        assert torch.equal(a, b)
+    assert torch.equal(every.output, fewer.output)
+    assert every.certificate.early == fewer.certificate.early
+    assert sum(every.certificate.checked) <= sum(fewer.certificate.checked)

@@ -36,7 +36,8 @@ __all__ = ["exact_values", "model_a_step"]
 # missed neurons when they are few, so it is cheaper than their exact walk).
 GRID_MIN_FRACTION = 0.0
 # ... and the missed neurons' inputs (neurons × fan-in) must exceed this many: below it, their
-# exact walk (a few milliseconds) is cheaper than the grid bound's fixed costs.
+# exact walk (a few milliseconds) is cheaper than the grid bound's fixed costs. The same holds
+# before each further grid stage (the neurons the stages before left).
 GRID_MIN_ELEMENTS = 1 << 16
 # The grid bound runs in stages, each on the neurons the previous ones left: (quantiles of
 # the inputs as grid points, precision of the sums — "bfloat16" runs in float32 where it is
@@ -147,7 +148,8 @@ def model_a_step(
             grids = grid_stages(xs, layer.B_in, [q for q, _ in GRID_STAGES], top=x_range[1])
             for grid, (_, precision) in zip(grids, GRID_STAGES):
                 need = ~ok
-                if not any_true(need):
+                # the same rule for every stage: few neurons left go to the exact walk
+                if count_true(need) * layer.synapses.fan_in <= GRID_MIN_ELEMENTS:
                     break
                 grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, grid=grid,
                                        need=need, precision=precision, x_range=x_range)
