@@ -50,8 +50,29 @@ def test_chunked_float64_convolution_is_the_single_call(
                                  (dilation,) * dims, groups, a.out_shape[1] ** dims)
     assert torch.equal(got, want)
     per_sample = a.weight[0].numel() * a.out_shape[1] ** dims * 8
-    assert len(calls) == -(-batch // max(1, column_bytes // per_sample))
+    step = max(1, column_bytes // per_sample, torch.get_num_threads())
+    assert len(calls) == -(-batch // step)
     assert torch.equal(a.linear(x), want)  # the network's own path takes the chunks too
+
+
+def test_a_chunk_holds_a_sample_per_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _conv(2, 4, 4, 3, 1, 1, 1, 1, 6)
+    x = torch.rand(9, 4, 6, 6, dtype=torch.float64)
+    monkeypatch.setattr(affine, "COLUMN_BYTES", 1)  # one sample per chunk, but for threads
+    sizes: list[int] = []
+
+    def spy(xx: torch.Tensor, *args: object) -> torch.Tensor:
+        sizes.append(xx.shape[0])
+        return F.conv2d(xx, *args)  # type: ignore[arg-type]
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        got = affine._conv_in_chunks(spy, x, a.weight, (1, 1), 1, (1, 1), 1, 36)
+    finally:
+        torch.set_num_threads(threads)
+    assert sizes == [3, 3, 3]
+    assert torch.equal(got, F.conv2d(x, a.weight, None, 1, 1))
 
 
 def test_only_float64_batches_without_autograd_are_chunked() -> None:

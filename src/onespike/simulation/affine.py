@@ -62,10 +62,11 @@ def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: t
     products (VGG-16's 32×32 layer at batch 64: 300 MB), so large batches run from main
     memory: two to three times slower per sample than batch 1 there. Each sample's
     convolution is computed alone in either case (the unfolding and the product are per
-    sample), so the values are bit for bit those of the single call."""
+    sample), so the values are bit for bit those of the single call. A chunk holds at least
+    one sample per thread (PyTorch's convolution runs its samples in parallel)."""
     bsz = x.shape[0]
     per_sample = max(1, w[0].numel() * out_positions * x.element_size())
-    step = max(1, COLUMN_BYTES // per_sample)
+    step = max(1, COLUMN_BYTES // per_sample, torch.get_num_threads())
     if step >= bsz:
         return conv(x, w, None, stride, padding, dilation, groups)
     first = conv(x[:step], w, None, stride, padding, dilation, groups)
