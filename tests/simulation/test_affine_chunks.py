@@ -26,17 +26,19 @@ def _conv(dims: int, c_in: int, c_out: int, k: int, stride: int, pad: int, dilat
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(dims=st.integers(1, 2), groups=st.sampled_from([1, 2, 3]), k=st.integers(1, 3),
+@given(dims=st.integers(1, 2), groups=st.sampled_from([1, 2, 3, 5]), depthwise=st.booleans(),
+       k=st.integers(1, 3),
        stride=st.integers(1, 2), pad=st.integers(0, 2), dilation=st.integers(1, 2),
        batch=st.integers(2, 37), column_bytes=st.integers(1, 40_000),
        seed=st.integers(0, 1000))
 def test_chunked_float64_convolution_is_the_single_call(
-        dims: int, groups: int, k: int, stride: int, pad: int, dilation: int, batch: int,
-        column_bytes: int, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        dims: int, groups: int, depthwise: bool, k: int, stride: int, pad: int, dilation: int,
+        batch: int, column_bytes: int, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(seed)
     size = dilation * (k - 1) + 1 + seed % 6
-    a = _conv(dims, 2 * groups, 3 * groups, k, stride, pad, dilation, groups, size)
-    x = torch.rand(batch, 2 * groups, *(size,) * dims, dtype=torch.float64)
+    c_in, c_out = (groups, groups) if depthwise else (2 * groups, 3 * groups)
+    a = _conv(dims, c_in, c_out, k, stride, pad, dilation, groups, size)
+    x = torch.rand(batch, c_in, *(size,) * dims, dtype=torch.float64)
     conv = F.conv1d if dims == 1 else F.conv2d
     want = conv(x, a.weight, None, stride, pad, dilation, groups)
     monkeypatch.setattr(affine, "COLUMN_BYTES", column_bytes)
