@@ -113,6 +113,8 @@ def test_packed_weights_of_small_maps_give_way_to_the_gemm_form_from_two_samples
         for batch, gemm in ((1, False), (2, True), (9, True)):
             calls.clear()
             x = torch.rand(batch, 8, 2, 2).to(torch.bfloat16)
+            assert affine._packable(x, w, 2, prefers_gemm=True) == (not gemm)
+            assert affine._packable(x, w, 2)  # another layer's small map keeps the packing
             got = a.linear(x, w)
             assert bool(calls) == gemm
             _within_rounding(got, x, w, lambda xx, ww: F.conv2d(xx, ww, None, 1, 1))

@@ -97,18 +97,19 @@ def keep_packed(w: Tensor, *, channels_last: bool = False) -> Tensor:
     return w
 
 
-def _packable(x: Tensor, w: Tensor, dims: int) -> bool:
+def _packable(x: Tensor, w: Tensor, dims: int, *, prefers_gemm: bool = False) -> bool:
     """Whether a convolution runs with :func:`_packed` weights: bfloat16 2-d convolutions on
     the CPU (oneDNN) with weights marked by :func:`keep_packed`. The plain call reorders the
     weights into oneDNN's blocked layout at every call — most of its cost for small maps
     (VGG-16's 2×2 and 4×4 layers at batch 1: 1.3 ms plain, 0.3 ms packed), so small maps
     (:data:`PACK_MAX_POSITIONS`) use the packed copy; for a weight used once, packing it
-    costs more than the plain call. An :attr:`Affine.prefers_gemm` layer takes it at batch 1
-    only: from two samples on, its matrix product is faster (VGG-16's 2×2 layers at 32
-    samples: 5.6 ms packed, 0.95 ms as :func:`_as_gemm`; the packed convolution's time grows
-    linearly with the batch). The arithmetic is the very same
+    costs more than the plain call. A layer that ``prefers_gemm`` (:attr:`Affine.prefers_gemm`)
+    takes it at batch 1 only: from two samples on, its matrix product is faster (VGG-16's
+    2×2 layers at 32 samples: 5.6 ms packed, 0.95 ms as :func:`_as_gemm`; the packed
+    convolution's time grows linearly with the batch). The arithmetic is the very same
     primitive's (bfloat16 products, float32 accumulation)."""
     return (dims == 2 and x.device.type == "cpu" and x.dtype == torch.bfloat16
+            and not (prefers_gemm and x.shape[0] > 1)
             and 0 < x.shape[0] * x.shape[2] * x.shape[3] <= PACK_MAX_POSITIONS
             and w.dtype == torch.bfloat16 and hasattr(w, "_onespike_packed")
             and not x.requires_grad and not w.requires_grad
@@ -239,7 +240,7 @@ class Affine:
             for i in reversed(range(self.dims)):
                 torch_pad += [self.pad[2 * i], self.pad[2 * i + 1]]
             x = F.pad(x, torch_pad)
-        if _packable(x, w, self.dims) and not (self.prefers_gemm and x.shape[0] > 1):
+        if _packable(x, w, self.dims, prefers_gemm=self.prefers_gemm):
             pad2 = list(padding) if isinstance(padding, tuple) else [padding] * 2
             return torch.mkldnn_convolution(
                 x, _packed(w, pad2, list(self.stride), list(self.dilation), self.groups),
