@@ -69,13 +69,13 @@ def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: t
     step = max(1, COLUMN_BYTES // per_sample, torch.get_num_threads())
     if step >= bsz:
         return conv(x, w, None, stride, padding, dilation, groups)
-    first = conv(x[:step], w, None, stride, padding, dilation, groups)
-    out = first.new_empty((bsz, *first.shape[1:]))
-    out[:step].copy_(first)
-    del first
-    for s in range(step, bsz, step):
-        out[s : s + step].copy_(conv(x[s : s + step], w, None, stride, padding, dilation,
-                                     groups))
+    out: Tensor | None = None
+    for s in range(0, bsz, step):
+        part = conv(x[s : s + step], w, None, stride, padding, dilation, groups)
+        if out is None:  # the output's shape, dtype and device come from the first chunk
+            out = part.new_empty((bsz, *part.shape[1:]))
+        out[s : s + step].copy_(part)
+    assert out is not None
     return out
 
 
