@@ -84,12 +84,12 @@ def test_only_small_ungrouped_2d_maps_prefer_the_gemm_form() -> None:
 
 
 def test_packed_weights_win_at_batch_one_and_keep_their_layout() -> None:
-    """Marked weights on tiny inputs take the packed convolution (bit for bit the plain one),
-    channels-last or not; the channels-last copy has the same values."""
+    """Marked weights on tiny inputs take the packed convolution (bit for bit the plain one);
+    :func:`keep_packed` stores them channels-last, with the same values."""
     a = _conv(8, 8, 3, 1, (1, 1, 1, 1), 1, 1, 4)
     x = torch.rand(1, 8, 4, 4).to(torch.bfloat16)
     wb = a.weight.to(torch.bfloat16)
-    cl = keep_packed(wb.clone(), channels_last=True)
+    cl = keep_packed(wb.clone())
     assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, wb)
     assert affine._packable(x, cl, 2)
     assert torch.equal(a.linear(x, cl), F.conv2d(x, wb, None, 1, 1))
@@ -101,7 +101,7 @@ def test_packed_weights_of_small_maps_give_way_to_the_gemm_form_from_two_samples
     weights (the packed convolution's time grows linearly with the batch there); at batch 1
     the packed convolution runs. Both are the convolution within its rounding."""
     a = _conv(8, 8, 3, 1, (1, 1, 1, 1), 1, 1, 2)
-    w = keep_packed(a.weight.to(torch.bfloat16), channels_last=True)
+    w = keep_packed(a.weight.to(torch.bfloat16))
     real, calls = affine._LINEAR, []
 
     def spy(*args):

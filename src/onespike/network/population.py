@@ -257,8 +257,8 @@ class Population(nn.Module):
         """``max(W_e, 0)`` rounded *up* to bfloat16 per edge (cached; every entry ≥ the exact
         weight), for the bfloat16 drive certificate."""
         return self.derived("wpos_bf16", lambda: [
-            keep_packed(bf16_up(self.edge_weight(i).clamp_min(0)), channels_last=a.prefers_gemm)
-            for i, a in enumerate(self.synapses.affines)])
+            keep_packed(bf16_up(self.edge_weight(i).clamp_min(0)))
+            for i in range(len(self.synapses.affines))])
 
     @property
     def num_neurons(self) -> int:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from onespike.errors import ArgumentError
 from onespike.simulation.certificate import Certificate
 from onespike.simulation.engines.step import PopulationStep
+from onespike.simulation.ops import rsub
 from onespike.simulation.perturb import Perturbation
 from onespike.simulation.schedule import last_use
 
@@ -74,7 +75,7 @@ class SimulationResult:
         """Decoded values ``t_max − t`` (0 for no spike) of the ``spike_times`` list."""
         out = []
         for t, (_, t_max) in zip(self.spike_times, self.windows):
-            v = t.neg().add_(t_max)  # t_max − t, as the times were recorded
+            v = rsub(t_max, t)  # t_max − t, as the times were recorded
             out.append(torch.where(torch.isfinite(t), v, torch.zeros_like(v)))
         return out
 
@@ -313,5 +314,5 @@ class _ChunkRecord:
         self.index += 1
         if hasattr(engine, "times"):
             dest.copy_(engine.times(v, t_max))
-        else:  # t_max − v as (−v) + t_max: the same float, faster on CPU
-            torch.neg(v, out=dest).add_(t_max)
+        else:
+            rsub(t_max, v, out=dest)

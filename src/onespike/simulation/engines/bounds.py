@@ -53,6 +53,7 @@ from torch import Tensor
 from onespike.errors import ArgumentError
 from onespike.simulation.affine import Affine, keep_packed
 from onespike.simulation.masks import any_along, any_true, count_true
+from onespike.simulation.ops import rsub
 from onespike.simulation.rounding import bf16_up
 from onespike.simulation.synapses import select_rows
 
@@ -486,6 +487,12 @@ def _keep_max(low: Tensor | None, high: Tensor | None, small: bool, cand: Tensor
     return low, (cand if high is None else torch.maximum(high, cand, out=high))
 
 
+def _conv_layout(x: Tensor) -> Tensor:
+    """A 4-d bfloat16 map channels-last (the layout of the bfloat16 convolutions); others
+    as they are."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 #: Relative error of a faithful rounding to bfloat16 (8 significant bits: below 2⁻⁷).
 _UB = 2.0**-7
 
@@ -502,11 +509,11 @@ def _grid_weights_bf16(layer: PopulationLike) -> dict[str, Any]:
         hat: Tensor | None = None
         wmax = 0.0
         for a in layer.synapses.affines:
-            w, cl = a.weight, a.prefers_gemm
+            w = a.weight
             wb = w.to(torch.bfloat16)
-            signed.append(keep_packed(wb, channels_last=cl))
-            neg.append(keep_packed(bf16_up(w.neg().clamp_min(0)), channels_last=cl))
-            mag.append(keep_packed(bf16_up(w.abs()), channels_last=cl))
+            signed.append(keep_packed(wb))
+            neg.append(keep_packed(bf16_up(w.neg().clamp_min(0))))
+            mag.append(keep_packed(bf16_up(w.abs())))
             rows = w.shape[0]
             r = (w.to(f64) - wb.to(f64)).abs_().reshape(rows, -1).sum(dim=1)
             h = wb.to(f64).abs_().reshape(rows, -1).sum(dim=1)
@@ -570,7 +577,9 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, xs: list[Tensor],
     bf = torch.bfloat16
     # min(x̂, ĉ) with x̂, ĉ the float32 x and c rounded to bfloat16 is bit for bit the map
     # min(x, c) rounded to bfloat16 (rounding is monotone), at a quarter of the traffic
-    xbs = [x32.to(bf) for x32 in x32s]
+    # channels-last once (the convolutions' layout: :meth:`Affine.linear`), so that every
+    # clamped map below is made channels-last as well
+    xbs = [_conv_layout(x32.to(bf)) for x32 in x32s]
     points = [c for c in pts if c < x_max]
     run: Tensor | None = None  # max over c of k_c − ŝ_c  (float32)
     mag: Tensor | None = None  # max over c of |ŝ_c|  (one edge: the output's own dtype)
@@ -583,7 +592,10 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, xs: list[Tensor],
         else:  # the maps of the group stacked along the batch, each clamped in place
             maps = []
             for xb in xbs:
-                stacked = xb.new_empty((len(group) * bsz, *xb.shape[1:]))
+                stacked = torch.empty(
+                    (len(group) * bsz, *xb.shape[1:]), dtype=xb.dtype, device=xb.device,
+                    memory_format=(torch.channels_last if xb.dim() == 4
+                                   else torch.contiguous_format))
                 for k, c in enumerate(group):
                     torch.clamp_max(xb, _bf16(c), out=stacked[k * bsz : (k + 1) * bsz])
                 maps.append(stacked)
@@ -632,9 +644,8 @@ def _grid_jobs(pts: Sequence[float], x_max: float, s64: Tensor, lk64: Tensor, er
 
 
 def _ramp(x: Tensor, c: float, small: bool) -> Tensor:
-    """``(c − x)⁺`` (``small``) or ``(x − c)⁺``. ``c − x`` is computed as ``(−x) + c`` (the
-    very same float operation), since scalar − tensor is several times slower on CPU."""
-    return (x.neg().add_(c) if small else x - c).clamp_min_(0.0)
+    """``(c − x)⁺`` (``small``) or ``(x − c)⁺``."""
+    return (rsub(c, x) if small else x - c).clamp_min_(0.0)
 
 
 #: Elements of the input map per block of :func:`_tents` (its scratch maps then stay in the

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from onespike.simulation.engines.step import PopulationStep
+from onespike.simulation.ops import rsub
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
@@ -36,9 +37,8 @@ def delayed_values(v: Tensor, t_max_source: float, delay: float, t_min: float) -
     ``v = t_max(s) − t`` sent with delay ``d``."""
     if delay == 0.0:
         return v
-    # t_min − ((t_max(s) − v) + d), each scalar − tensor written as (−tensor) + scalar: the
-    # very same float operations (x − y = x + (−y) exactly), several times faster on CPU
-    x = v.neg().add_(t_max_source).add_(delay).neg_().add_(t_min)
+    # t_min − ((t_max(s) − v) + d), each scalar − tensor in one pass (rsub)
+    x = rsub(t_min, rsub(t_max_source, v).add_(delay))
     # a spike at the source's t_max arrives at t_min (x = 0) up to the rounding of t + d:
     # snap those few-ulp negatives, which are no late arrivals
     tol = 8.0 * torch.finfo(x.dtype).eps * max(1.0, abs(t_min))
