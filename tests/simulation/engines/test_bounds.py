@@ -274,14 +274,14 @@ def test_reduced_float32_precision_switches_the_sums_to_float64_without_global_s
 
 @pytest.mark.parametrize("seed", range(3))
 def test_a_shared_input_range_changes_nothing(seed: int) -> None:
-    """model_a_step computes the inputs' range once for both grid stages: the grid points
+    """model_a_step computes the inputs' range once for every grid stage: the grid points
     and verdicts are the ones each function computes on its own."""
     for layer in converted_layers(seed, "cnn"):
         x = stress_inputs(layer, 4, seed, 3.0)
         z = layer.z([x])
         rng = bounds.input_range([x])
         assert rng == (float(x.min()), float(x.max()))
-        stages = [(0.25, 0.5, 0.75), bounds.GRID_QUANTILES]
+        stages = [q for q, _ in common.GRID_STAGES]
         assert bounds.grid_stages([x], layer.B_in, stages, top=rng[1]) == \
             bounds.grid_stages([x], layer.B_in, stages)
         for precision in ("float32", "bfloat16"):

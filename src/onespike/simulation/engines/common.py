@@ -42,9 +42,13 @@ GRID_MIN_ELEMENTS = 1 << 16
 # The grid bound runs in stages, each on the neurons the previous ones left: (quantiles of
 # the inputs as grid points, precision of the sums — "bfloat16" runs in float32 where it is
 # not native). A coarse grid in bfloat16 (the quartiles of the inputs and their maximum)
-# clears most of them, the full grid (GRID_QUANTILES) in float32 nearly all the rest.
+# clears most of them, the full grid (GRID_QUANTILES) in float32 nearly all the rest, and a
+# fine grid (every 16th quantile) what the full one leaves on wide layers — e.g. VGG-16's
+# 2×2 layers at batch 64: 484, 258, 218 neurons, cleared in 8–11 ms each instead of an exact
+# walk of 45, 28, 21 ms (the walk keeps the few a stage leaves: GRID_MIN_ELEMENTS).
 GRID_STAGES: tuple[tuple[tuple[float, ...], str], ...] = (
-    ((0.25, 0.5, 0.75), "bfloat16"), (GRID_QUANTILES, "float32"))
+    ((0.25, 0.5, 0.75), "bfloat16"), (GRID_QUANTILES, "float32"),
+    (tuple(k / 16 for k in range(1, 16)), "float32"))
 # Elements gathered per chunk of the exact path (M × fan-in); bounds its memory.
 GATHER_ELEMENTS = 1 << 21
 
