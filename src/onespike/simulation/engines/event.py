@@ -40,8 +40,16 @@ def delayed_values(v: Tensor, t_max_source: float, delay: float, t_min: float) -
     # t_min − ((t_max(s) − v) + d), each scalar − tensor in one pass (rsub)
     x = rsub(t_min, rsub(t_max_source, v).add_(delay))
     # a spike at the source's t_max arrives at t_min (x = 0) up to the rounding of t + d:
-    # snap those few-ulp negatives, which are no late arrivals
+    # snap those few-ulp negatives, which are no late arrivals. One pass (the smallest entry)
+    # decides whether there is any negative, and whether all of them are such roundings.
+    if x.numel() == 0:
+        return x
     tol = 8.0 * torch.finfo(x.dtype).eps * max(1.0, abs(t_min))
+    low = float(x.min())  # NaN if any entry is: then the general form below
+    if low >= 0.0:  # nothing to snap
+        return x
+    if -tol < low < 0.0:  # every negative is a rounding: all of them snap
+        return x.clamp_min_(0.0)
     return torch.where((x < 0) & (x > -tol), torch.zeros((), dtype=x.dtype, device=x.device), x)
 
 

@@ -1,0 +1,62 @@
+"""``delayed_values``: the values a delayed edge delivers, ``t_min − ((t_max(s) − v) + d)``,
+with arrivals at ``t_min`` that rounding put a few ulps after it snapped to ``x = 0`` — and
+nothing else changed (genuine late arrivals, silent ``−inf``, NaN)."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from onespike.simulation.engines.event import delayed_values
+
+
+def reference(v: torch.Tensor, t_max_s: float, d: float, t_min: float) -> torch.Tensor:
+    """The rule written out: the arrival value, then every negative within 8 ulps of
+    max(1, |t_min|) set to zero."""
+    x = t_min - ((t_max_s - v) + d)
+    tol = 8.0 * torch.finfo(x.dtype).eps * max(1.0, abs(t_min))
+    return torch.where((x < 0) & (x > -tol), torch.zeros_like(x), x)
+
+
+@settings(max_examples=80, deadline=None)
+@given(t_max_s=st.floats(0.5, 50.0), d=st.floats(0.01, 5.0), seed=st.integers(0, 10_000),
+       late=st.booleans(), special=st.booleans(),
+       dtype=st.sampled_from([torch.float64, torch.float32]))
+def test_delayed_values_follow_the_rule(t_max_s: float, d: float, seed: int, late: bool,
+                                        special: bool, dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(seed)
+    t_min = t_max_s + d  # a spike at the source's t_max arrives at t_min
+    v = torch.rand(200, generator=g, dtype=torch.float64) * t_max_s
+    v[:40] = 0.0  # spikes at t_max: x = 0 up to rounding
+    if late:  # genuine late arrivals: spikes after the source's window
+        v[40:50] = -torch.rand(10, generator=g, dtype=torch.float64)
+    v = v.to(dtype)
+    if special:
+        v[50] = float("-inf")
+        v[51] = float("nan")
+    got = delayed_values(v.clone(), t_max_s, d, t_min)
+    want = reference(v, t_max_s, d, t_min)
+    assert torch.equal(torch.nan_to_num(got, nan=7.0), torch.nan_to_num(want, nan=7.0))
+    tol = 8.0 * torch.finfo(dtype).eps * max(1.0, t_min)
+    assert bool(((got[:40] >= 0) & (got[:40] < tol)).all())  # the arrivals at t_min
+    if late:
+        assert bool((got[40:50] < 0).all())  # late arrivals stay late
+
+
+def test_no_delay_is_the_values_themselves() -> None:
+    v = torch.rand(5, dtype=torch.float64)
+    assert delayed_values(v, 3.0, 0.0, 3.0) is v
+
+
+def test_rounding_negatives_snap_and_late_arrivals_stay() -> None:
+    """Only rounding negatives (within the tolerance) become 0: alone, and beside a genuine
+    late arrival."""
+    v = torch.tensor([0.0, -1e-15, -3e-16, 0.5], dtype=torch.float64)
+    assert bool((2.5 - ((2.0 - v[:3]) + 0.5) < 0).any())  # rounding negatives to snap
+    x = delayed_values(v.clone(), 2.0, 0.5, 2.5)
+    assert x[:3].tolist() == [0.0, 0.0, 0.0] and x[3] == 2.5 - ((2.0 - 0.5) + 0.5)
+    v2 = torch.cat([v, torch.tensor([-0.25], dtype=torch.float64)])
+    x2 = delayed_values(v2.clone(), 2.0, 0.5, 2.5)
+    assert x2[:3].tolist() == [0.0, 0.0, 0.0] and x2[4] == 2.5 - ((2.0 + 0.25) + 0.5) < 0
+    assert torch.equal(x2, reference(v2, 2.0, 0.5, 2.5))
