@@ -42,7 +42,7 @@ process-wide backend flag is ever changed.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BF16_DRIVE",
     "GRID_QUANTILES",
+    "InputMaps",
     "bf16_drive_available",
     "certify_drive",
     "certify_grid",
@@ -197,19 +198,55 @@ def _drive_threshold_bf16(layer: PopulationLike, bias: Tensor | None = None) -> 
     return make() if bias is not None else layer.derived("threshold_bf16", make)
 
 
-def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor | None = None
-                  ) -> Tensor:
+class InputMaps:
+    """One population step's edge inputs ``xs`` with their low-precision copies, each made at
+    most once and shared by the certificates that read them (the drive bound, then the grid
+    stages): ``x⁺`` rounded to float32 and, from it, to bfloat16 (channels-last for 2-d maps,
+    the layout of the bfloat16 convolutions). The copies are new tensors: the inputs, which
+    the late-input check and the exact walk read afterwards, are never written."""
+
+    def __init__(self, xs: Sequence[Tensor]) -> None:
+        self.xs = list(xs)
+        self._f32: list[Tensor] | None = None
+        self._bf16: list[Tensor] | None = None
+
+    def f32(self) -> list[Tensor]:
+        """``max(x, 0)`` rounded to float32, per edge."""
+        if self._f32 is None:
+            # out of place: ``x.to`` returns a float32 ``x`` itself
+            self._f32 = [torch.clamp_min(x.to(torch.float32), 0.0) for x in self.xs]
+        return self._f32
+
+    def bf16(self) -> list[Tensor]:
+        """:meth:`f32` rounded to bfloat16 (float64 → float32 → bfloat16: a faithful
+        rounding, and faster than the direct cast), 2-d maps channels-last."""
+        if self._bf16 is None:
+            self._bf16 = [_conv_layout(x.to(torch.bfloat16)) for x in self.f32()]
+        return self._bf16
+
+    def select(self, pick: Callable[[list[Tensor]], list[Tensor]]) -> InputMaps:
+        """The maps as selected synapses read them (``pick``: e.g. the input channels of a
+        :meth:`~onespike.simulation.synapses.Synapses.select`-ed grouped edge), copies
+        already made included."""
+        out = type(self)(pick(self.xs))
+        out._f32 = None if self._f32 is None else pick(self._f32)
+        out._bf16 = None if self._bf16 is None else pick(self._bf16)
+        return out
+
+
+def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor | None = None,
+                  *, maps: InputMaps | None = None) -> Tensor:
     """``b + Σ_j W⁺_ij x_j⁺ < B`` (docs/method.md) with the excitatory drive over every edge
     computed in float32 — in bfloat16 with float32 accumulation where that is native and
     faster (:func:`bf16_drive_available`) — and compared with a rigorously rounded
-    threshold. ``bias`` replaces ``b`` (perturbed dynamics). Boolean map (B, *out_shape)."""
+    threshold. ``bias`` replaces ``b`` (perturbed dynamics); ``maps``: the step's
+    :class:`InputMaps` of ``xs`` (made here if not given). Boolean map (B, *out_shape)."""
     xs = _edges(xs)
-    # x⁺ in float32 (out of place: ``x.to`` returns a float32 ``x`` itself, which the caller
-    # still reads — late inputs, the exact walk); float64 maps go through float32 to
-    # bfloat16, a faithful rounding too, and faster than the direct cast
-    x32 = [torch.clamp_min(x.to(torch.float32), 0.0) for x in xs]
+    if maps is None:
+        maps = InputMaps(xs)
+    x32 = maps.f32()
     if bf16_drive_available(layer, xs[0].device):
-        xb = [x.to(torch.bfloat16) for x in x32]
+        xb = maps.bf16()
         syn = layer.synapses
         one_edge = len(syn.affines) == 1  # a bfloat16 map compares exactly with float32
         drive = syn.linear(xb, layer.positive_weight_bf16(),
@@ -345,6 +382,7 @@ def certify_grid(
     need: Tensor | None = None,
     precision: str = "float32",
     x_range: tuple[float, float] | None = None,
+    maps: InputMaps | None = None,
 ) -> Tensor:
     """Boolean map (B, *out_shape): neurons proven not to fire before ``t_min`` by the grid
     bound (module docstring), for inputs ``0 ≤ x ≤ B_in`` and ``z = W x + b``.
@@ -353,7 +391,9 @@ def certify_grid(
     float32 points in ``(0, B_in)`` (default :func:`grid_points`); ``need``: boolean map of
     the neurons to prove — only the output channels (features) that hold one are computed,
     the others come back False; ``x_range``: the smallest and largest input over every
-    edge, when the caller already has them (:func:`input_range`; else computed).
+    edge, when the caller already has them (:func:`input_range`; else computed); ``maps``:
+    the step's :class:`InputMaps` of ``xs`` (their float32/bfloat16 copies; made here if
+    not given — the inputs are non-negative here, so ``x⁺ = x``).
 
     In float32, ``f(c)`` is evaluated in whichever of two equal forms has the smaller
     rounding bound::
@@ -417,18 +457,26 @@ def certify_grid(
             sel = channels.nonzero().reshape(-1)
             a = a[sel]
             b, lk, sigma, z = b[sel], lk[sel], sigma[sel], z[:, sel]
-            xs = syn.select_inputs(sel, xs)
+            chosen, whole = sel, syn  # (syn is the selection below)
+
+            def pick(ts: list[Tensor]) -> list[Tensor]:
+                return whole.select_inputs(chosen, ts)
+
+            maps = (maps or InputMaps(xs)).select(pick)  # grouped edges: their input channels
+            xs = maps.xs
             # these channels of the cached bfloat16 weights (no float64 copy), or of the
             # float64 ones (made float32 per call: a cached float32 copy of every weight
             # would cost half the network's memory again)
             syn = syn.select(sel, _grid_weights_bf16(layer)["signed"] if use_bf16 else None)
+    if maps is None:
+        maps = InputMaps(xs)
     s64, lk64, b64 = sigma.to(torch.float64), lk.to(torch.float64), b.to(torch.float64)
     knots = sorted({0.0, *pts, u_end})
     if use_bf16:
-        low, high, d, wx = _grid_sums_bf16(layer, syn, xs, sel, pts, knots, x_max, u_end,
+        low, high, d, wx = _grid_sums_bf16(layer, syn, maps, sel, pts, knots, x_max, u_end,
                                            lk64, need_wx=_wx_pays(layer, z, pts, u_end))
     else:
-        low, high, d, wx = _grid_sums32(syn, xs, pts, knots, x_max, s64, lk64, a, e32,
+        low, high, d, wx = _grid_sums32(syn, maps, pts, knots, x_max, s64, lk64, a, e32,
                                         need_wx=z.dtype != torch.float64)
     ok = _grid_verdict(layer, z, low, high, d, wx, s64, lk64, b64, a, x_max, u_end, e32)
     if sel is None:
@@ -456,14 +504,15 @@ def _wx_pays(layer: PopulationLike, z: Tensor, pts: Sequence[float], u_end: floa
     return ed * u_end > WX_CRUDE_FRACTION * 2.0**-6 * c_min
 
 
-def _grid_sums32(syn: Synapses, xs: list[Tensor], pts: Sequence[float], knots: Sequence[float],
+def _grid_sums32(syn: Synapses, inputs: InputMaps, pts: Sequence[float], knots: Sequence[float],
                  x_max: float, s64: Tensor, lk64: Tensor, a: Tensor, e32: float, *,
                  need_wx: bool) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
     """The conv form's float32 sums: ``low``/``high`` (the maxima over the grid points of
     ``f(c) − (z − B)`` and ``f(c) − (b − B)``, rounding of the sums included), the tents'
     ``D̂`` and, for networks below float64, ``Σ_j |W_ij| x_j``."""
+    xs = inputs.xs
     dt = sum_dtype(xs[0].device)
-    x32s = [x.to(torch.float32).to(dt) for x in xs]
+    x32s = [x.to(dt) for x in inputs.f32()]
     w32 = [w.to(torch.float32).to(dt) for w in syn.weights]
     bsz = xs[0].shape[0]
     jobs = _grid_jobs(pts, x_max, s64, lk64, e32 * a)
@@ -531,7 +580,7 @@ def _grid_weights_bf16(layer: PopulationLike) -> dict[str, Any]:
     return layer.derived("grid_bf16", make)
 
 
-def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, xs: list[Tensor],
+def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
                     sel: Tensor | None, pts: Sequence[float], knots: Sequence[float],
                     x_max: float, u_end: float, lk64: Tensor, *, need_wx: bool
                     ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
@@ -579,13 +628,14 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, xs: list[Tensor],
         coef = coef + hat * (r * (1.0 + _UB) * (1.0 + gamma))
     coef = coef.reshape(view)
     absolute = 2.0 * terms * 2.0**-126 * max(1.0, cached["wmax"], u_end)
-    x32s = [x.to(torch.float32) for x in xs]
+    xs = inputs.xs
+    x32s = inputs.f32()
     bf = torch.bfloat16
     # min(x̂, ĉ) with x̂, ĉ the float32 x and c rounded to bfloat16 is bit for bit the map
-    # min(x, c) rounded to bfloat16 (rounding is monotone), at a quarter of the traffic
-    # channels-last once (the convolutions' layout: :meth:`Affine.linear`), so that every
-    # clamped map below is made channels-last as well
-    xbs = [_conv_layout(x32.to(bf)) for x32 in x32s]
+    # min(x, c) rounded to bfloat16 (rounding is monotone), at a quarter of the traffic;
+    # the maps are channels-last (the convolutions' layout: :meth:`Affine.linear`), so that
+    # every clamped map below is made channels-last as well
+    xbs = inputs.bf16()
     points = [c for c in pts if c < x_max]
     run: Tensor | None = None  # max over c of k_c − ŝ_c  (float32)
     mag: Tensor | None = None  # max over c of |ŝ_c|  (one edge: the output's own dtype)

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from onespike.simulation.engines.bounds import (
     GRID_QUANTILES,
+    InputMaps,
     certify_drive,
     certify_grid,
     certify_model_a,
@@ -137,12 +138,16 @@ def model_a_step(
     x_range = input_range(xs) if late_possible else None
     late = x_range is not None and x_range[0] < 0
     bias = leak = None
+    maps = None  # the inputs' float32/bfloat16 copies, made once for the drive and the grid
     if gain is not None:
         bias, leak = _perturbed(layer.bias, layer.S, gain, layer.B_in)
         z = z + (bias - layer.bias)
         ok = certify_model_a(layer, xs, bias) & (leak > 0)
+    elif late:
+        ok = certify_model_a(layer, xs, late_ok=True)
     else:
-        ok = certify_model_a(layer, xs, late_ok=True) if late else certify_drive(layer, xs)
+        maps = InputMaps(xs)
+        ok = certify_drive(layer, xs, maps=maps)
     if not late:
         missed = ok.numel() - count_true(ok)
         if (missed > GRID_MIN_FRACTION * ok.numel()
@@ -156,8 +161,10 @@ def model_a_step(
                 if count_true(need) * layer.synapses.fan_in <= GRID_MIN_ELEMENTS:
                     break
                 grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, grid=grid,
-                                       need=need, precision=precision, x_range=x_range)
+                                       need=need, precision=precision, x_range=x_range,
+                                       maps=maps)
                 ok |= grid_ok if leak is None else grid_ok & (leak > 0)
+    del maps  # freed before the exact walk
     if gain is not None:
         assert leak is not None
         sat = count_per_sample(z > B)

@@ -1,0 +1,64 @@
+"""``InputMaps``: the float32/bfloat16 copies of a step's inputs are made once and shared by
+the drive bound and the grid stages, which then decide exactly as with copies of their own;
+the inputs themselves are never written."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tests.simulation.engines.test_bounds import converted_layers, stress_inputs
+from tests.simulation.engines.test_late_inputs import conv_net
+
+import onespike
+from onespike.simulation.engines import bounds
+from onespike.simulation.engines.bounds import InputMaps
+
+
+def layers(seed: int, dtype: torch.dtype):
+    yield from converted_layers(seed, "cnn", dtype)
+    yield from converted_layers(seed, "mlp", dtype)
+    snn = onespike.convert(conv_net(), torch.rand(8, 1, 8, 8), progress=False, dtype=dtype)
+    yield from snn.hidden_layers  # grouped convolutions: channel selection reads input channels
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("seed", range(3))
+def test_shared_copies_decide_as_own_copies(seed: int, dtype: torch.dtype,
+                                             monkeypatch) -> None:
+    made = [0]  # float32 copies really made, by any InputMaps
+    real = InputMaps.f32
+
+    def counted(self: InputMaps) -> list[torch.Tensor]:
+        made[0] += self._f32 is None
+        return real(self)
+
+    monkeypatch.setattr(InputMaps, "f32", counted)
+    for i, layer in enumerate(layers(seed, dtype)):
+        x = stress_inputs(layer, 4, seed + i, 3.0)
+        before = x.clone()
+        z = layer.z([x])
+        maps = InputMaps([x])
+        made[0] = 0
+        ok = bounds.certify_drive(layer, [x], maps=maps)
+        need = ~ok
+        shared = [bounds.certify_grid(layer, [x], z.clone(), need=need, precision=p, maps=maps)
+                  for p in ("bfloat16", "float32")]
+        assert made[0] == 1  # one float32 copy for the drive and every grid stage
+        assert torch.equal(ok, bounds.certify_drive(layer, [x]))
+        for p, got in zip(("bfloat16", "float32"), shared):
+            own = bounds.certify_grid(layer, [x], z.clone(), need=need, precision=p)
+            assert torch.equal(got, own), (layer.name, p)
+        assert torch.equal(x, before)
+
+
+def test_selected_maps_keep_the_copies_already_made() -> None:
+    x = torch.rand(2, 4, 3, 3, dtype=torch.float64) - 0.5
+    maps = InputMaps([x])
+    f32, b16 = maps.f32()[0], maps.bf16()[0]
+    assert bool((f32 >= 0).all()) and f32.dtype == torch.float32
+    assert b16.is_contiguous(memory_format=torch.channels_last)
+    idx = torch.tensor([0, 2])
+    sel = maps.select(lambda ts: [t.index_select(1, idx) for t in ts])
+    assert torch.equal(sel.f32()[0], f32.index_select(1, idx))
+    assert torch.equal(sel.bf16()[0], b16.index_select(1, idx))
+    assert torch.equal(sel.xs[0], x.index_select(1, idx))
