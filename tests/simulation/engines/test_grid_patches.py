@@ -305,3 +305,31 @@ def test_edges_with_few_live_rows_are_computed_on_those_rows(name: str) -> None:
                           if len(syn.affines) > 1)
     if name == "densenet":
         assert restricted > 0  # the fast path is exercised
+
+
+def test_live_rows_are_scanned_once_per_weight_version() -> None:
+    """The live rows of a weight are kept on it while its storage and version stay: a second
+    sum does not scan it again, an in-place change (a row zeroed, a row revived) does."""
+    w = torch.zeros(8, 3, 3, 3, dtype=torch.float64)
+    w[2] = 1.0
+    a = synapses.Affine("conv", w, torch.zeros(8, 4, 4, dtype=torch.float64), (3, 4, 4),
+                        (8, 4, 4), 2, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert synapses._live_rows(a, w).tolist() == [2]
+    scans = []
+    real = torch.Tensor.ne
+
+    def counted(self, other):
+        scans.append(1)
+        return real(self, other)
+
+    torch.Tensor.ne = counted  # type: ignore[method-assign]
+    try:
+        assert synapses._live_rows(a, w).tolist() == [2] and not scans  # kept
+        w[5, 0, 0, 0] = -2.0  # in place: a new version
+        assert synapses._live_rows(a, w).tolist() == [2, 5] and scans
+        w[2].zero_()
+        assert synapses._live_rows(a, w).tolist() == [5]
+        w.fill_(1.0)  # every row live: all rows computed
+        assert synapses._live_rows(a, w) is None
+    finally:
+        torch.Tensor.ne = real  # type: ignore[method-assign]
