@@ -34,6 +34,27 @@ def test_nan_output_makes_the_certificate_not_exact() -> None:
     assert "NaN" in str(sim.certificate)
 
 
+@pytest.mark.parametrize("engine", ["event", "closed"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_hidden_values_make_the_certificate_not_exact(bad: float,
+                                                                 engine: str) -> None:
+    """A NaN or infinite bias in a hidden population is never exact: NaN values are counted
+    whatever path the step took (its own finiteness test, then the driver's scan); an
+    infinite bias gives an infinite closed form, or (event engine) a neuron that fires at
+    once — an early spike."""
+    x = torch.rand(4, 1, 4, 4)
+    snn = onespike.convert(_mlp(), x, progress=False)
+    layer = snn.hidden_layers[0]
+    with torch.no_grad():
+        layer.bias.view(-1)[1] = bad
+    cert = snn.simulate(x, engine=engine).certificate
+    assert not cert.exact
+    if bad != bad or engine == "closed":
+        assert cert.nonfinite >= x.shape[0]  # that neuron in every sample
+    else:
+        assert cert.early[0] >= x.shape[0] and cert.nonfinite == 0
+
+
 @pytest.mark.parametrize(("mean", "std"), [(0.2860, 0.3530), (0.1307, 0.3081),
                                            (0.485, 0.229)])
 def test_float32_normalised_data_within_its_rounding(mean: float, std: float) -> None:

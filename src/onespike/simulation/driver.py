@@ -248,7 +248,7 @@ def _chunk(
         step = engine.hidden(pop, xs, gain=gains.get(pop.name),
                              perturbed=perturbation is not None)
         v = step.values
-        nf = _nonfinite(v, silent_ok)
+        nf = 0 if step.finite else _nonfinite(v, silent_ok)
         if nf:
             nonfinite += nf
             bad |= (torch.isnan(v) | (v == float("inf"))).reshape(bsz, -1).any(dim=1)

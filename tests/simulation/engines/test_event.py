@@ -1,13 +1,17 @@
-"""``delayed_values``: the values a delayed edge delivers, ``t_min − ((t_max(s) − v) + d)``,
-with arrivals at ``t_min`` that rounding put a few ulps after it snapped to ``x = 0`` — and
-nothing else changed (genuine late arrivals, silent ``−inf``, NaN)."""
+"""The event engine's step. ``delayed_values``: the values a delayed edge delivers,
+``t_min − ((t_max(s) − v) + d)``, with arrivals at ``t_min`` that rounding put a few ulps
+after it snapped to ``x = 0`` and nothing else changed (genuine late arrivals, silent
+``−inf``, NaN). The model-A step's report of finite values."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.simulation.engines.test_bounds import converted_layers, stress_inputs
 
+from onespike.simulation.engines.common import model_a_step
 from onespike.simulation.engines.event import delayed_values
 
 
@@ -60,3 +64,20 @@ def test_rounding_negatives_snap_and_late_arrivals_stay() -> None:
     x2 = delayed_values(v2.clone(), 2.0, 0.5, 2.5)
     assert x2[:3].tolist() == [0.0, 0.0, 0.0] and x2[4] == 2.5 - ((2.0 + 0.25) + 0.5) < 0
     assert torch.equal(x2, reference(v2, 2.0, 0.5, 2.5))
+
+
+@pytest.mark.parametrize("use_exact", [True, False])
+@pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), float("-inf")])
+def test_model_a_step_tells_finite_values(bad: float | None, use_exact: bool) -> None:
+    """The step's ``finite`` flag (which lets the driver skip its scan) is set only when every
+    value is finite: ReLU(z) of a z with NaN or +inf is not; a z with −inf is reported
+    conservatively as not finite too."""
+    layer = converted_layers(0, "cnn")[0]
+    x = stress_inputs(layer, 3, 0, 3.0)
+    z = layer.z([x])
+    if bad is not None:
+        z.view(-1)[5] = bad
+    step = model_a_step(layer, [x], z, use_exact=use_exact, late_possible=False)
+    assert step.finite == (bad is None)
+    if step.finite:
+        assert bool(torch.isfinite(step.values).all())

@@ -167,26 +167,31 @@ def model_a_step(
     del maps  # freed before the exact walk
     if gain is not None:
         assert leak is not None
+        finite = False  # (the driver scans these values)
         sat = count_per_sample(z > B)
         slope = layer.S + leak
         safe = torch.where(slope > 0, slope, torch.ones_like(slope))
         values = torch.where(slope > 0, (B + (z - B) / safe).clamp_min(0), torch.zeros_like(z))
     else:
-        sat = count_per_sample(z > B) if float(z.max()) > B else _zeros(z)
+        # one pass for both: saturation, and whether ReLU(z) is finite (NaN fails both tests)
+        lo, hi = (float(t) for t in torch.aminmax(z)) if z.numel() else (0.0, 0.0)
+        finite = lo > float("-inf") and hi < float("inf")
+        sat = count_per_sample(z > B) if hi > B else _zeros(z)
         values = z.clamp_min_(0.0)
     missing = ~ok
     if not any_true(missing):
-        return PopulationStep(values, _zeros(values), sat, _zeros(values))
+        return PopulationStep(values, _zeros(values), sat, _zeros(values), finite)
     index = missing.reshape(-1).nonzero().reshape(-1)
     exact = exact_values(layer, xs, index, gain, early_only=not late)
     if not late:  # NaN: no crossing before t_min, so the closed form holds
         exact = torch.where(torch.isnan(exact), values.reshape(-1)[index], exact)
-    if use_exact:
-        values = values.clone()
+    if use_exact:  # values is this step's own map (z, consumed, or a new one): no copy
         values.view(-1)[index] = exact
     n, bsz = layer.num_neurons, values.shape[0]
+    if use_exact and finite:  # the replaced values too
+        finite = bool(torch.isfinite(exact).all())
     return PopulationStep(values, per_sample_from_index(index[exact > B], n, bsz), sat,
-                          per_sample_from_index(index, n, bsz))
+                          per_sample_from_index(index, n, bsz), finite)
 
 
 def _zeros(t: Tensor) -> Tensor:
