@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "ROW_BLOCK", "Affine", "keep_packed"]
+__all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "ROW_BLOCK", "Affine", "channels_last",
+           "keep_packed"]
 
 #: Rows per matrix product of a batch-invariant Linear edge (:meth:`Affine.linear`): every
 #: product has this shape, whatever the batch (more rows are faster at large batches, fewer
@@ -97,6 +98,14 @@ def keep_packed(w: Tensor) -> Tensor:
     return w
 
 
+def _onednn_bf16(x: Tensor, w: Tensor) -> bool:
+    """bfloat16 maps and weights on the CPU, without autograd, with oneDNN present: the
+    conditions every bfloat16 fast path below shares."""
+    return (x.device.type == "cpu" and x.dtype == torch.bfloat16 and w.dtype == torch.bfloat16
+            and not x.requires_grad and not w.requires_grad
+            and torch.backends.mkldnn.is_available())
+
+
 def _packable(x: Tensor, w: Tensor, dims: int, *, prefers_gemm: bool = False) -> bool:
     """Whether a convolution runs with :func:`_packed` weights: bfloat16 2-d convolutions on
     the CPU (oneDNN) with weights marked by :func:`keep_packed`. The plain call reorders the
@@ -108,12 +117,10 @@ def _packable(x: Tensor, w: Tensor, dims: int, *, prefers_gemm: bool = False) ->
     2×2 layers at 32 samples: 5.6 ms packed, 0.95 ms as :func:`_as_gemm`; the packed
     convolution's time grows linearly with the batch). The arithmetic is the very same
     primitive's (bfloat16 products, float32 accumulation)."""
-    return (dims == 2 and x.device.type == "cpu" and x.dtype == torch.bfloat16
+    return (dims == 2 and _onednn_bf16(x, w)
             and not (prefers_gemm and x.shape[0] > 1)
             and 0 < x.shape[0] * x.shape[2] * x.shape[3] <= PACK_MAX_POSITIONS
-            and w.dtype == torch.bfloat16 and hasattr(w, "_onespike_packed")
-            and not x.requires_grad and not w.requires_grad
-            and torch.backends.mkldnn.is_available())
+            and hasattr(w, "_onespike_packed"))
 
 
 def _packed(w: Tensor, padding: list[int], stride: list[int], dilation: list[int],
@@ -149,9 +156,7 @@ def _gemm_form(x: Tensor, w: Tensor) -> bool:
     packed weights (:func:`_packable`, faster at batch 1). oneDNN's direct convolution is
     several times slower than its matrix product on such small maps (VGG-16's 2×2 layers
     at batch 33: 9.5 ms against 4.5 ms for gathering the patches and the product)."""
-    return (x.device.type == "cpu" and x.dtype == torch.bfloat16
-            and w.dtype == torch.bfloat16 and not x.requires_grad and not w.requires_grad
-            and _LINEAR is not None and torch.backends.mkldnn.is_available())
+    return _onednn_bf16(x, w) and _LINEAR is not None
 
 
 def _channels_last_form(x: Tensor, w: Tensor) -> bool:
@@ -165,9 +170,14 @@ def _channels_last_form(x: Tensor, w: Tensor) -> bool:
     make it channels-last once). The arithmetic is the same primitive's (bfloat16
     products, exact in float32, float32 accumulation, the result rounded to bfloat16), in
     another order."""
-    return (x.device.type == "cpu" and x.dtype == torch.bfloat16 and w.dtype == torch.bfloat16
-            and not x.requires_grad and not w.requires_grad
-            and torch.backends.mkldnn.is_available())
+    return _onednn_bf16(x, w)
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """A 4-d map in the layout of the CPU bfloat16 convolutions (:func:`_channels_last_form`),
+    for maps convolved several times (reordered once, not at every call); others as they
+    are."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def _onednn_linear() -> Callable[..., Tensor] | None:

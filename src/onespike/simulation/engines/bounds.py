@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from onespike.errors import ArgumentError
-from onespike.simulation.affine import Affine, keep_packed
+from onespike.simulation.affine import Affine, channels_last, keep_packed
 from onespike.simulation.masks import any_along, any_true, count_true
 from onespike.simulation.ops import rsub
 from onespike.simulation.rounding import bf16_up
@@ -221,7 +221,7 @@ class InputMaps:
         """:meth:`f32` rounded to bfloat16 (float64 → float32 → bfloat16: a faithful
         rounding, and faster than the direct cast), 2-d maps channels-last."""
         if self._bf16 is None:
-            self._bf16 = [_conv_layout(x.to(torch.bfloat16)) for x in self.f32()]
+            self._bf16 = [channels_last(x.to(torch.bfloat16)) for x in self.f32()]
         return self._bf16
 
     def select(self, pick: Callable[[list[Tensor]], list[Tensor]]) -> InputMaps:
@@ -244,16 +244,14 @@ def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor
     xs = _edges(xs)
     if maps is None:
         maps = InputMaps(xs)
-    x32 = maps.f32()
     if bf16_drive_available(layer, xs[0].device):
-        xb = maps.bf16()
         syn = layer.synapses
         one_edge = len(syn.affines) == 1  # a bfloat16 map compares exactly with float32
-        drive = syn.linear(xb, layer.positive_weight_bf16(),
+        drive = syn.linear(maps.bf16(), layer.positive_weight_bf16(),
                            out_dtype=None if one_edge else torch.float32)
         return drive < _drive_threshold_bf16(layer, bias)
     dt = sum_dtype(xs[0].device)
-    drive = layer.synapses.linear([x.to(dt) for x in x32],
+    drive = layer.synapses.linear([x.to(dt) for x in maps.f32()],
                                   [w.to(dt) for w in layer.positive_weight32()])
     return drive < _drive_threshold32(layer, bias)
 
@@ -411,6 +409,8 @@ def certify_grid(
         raise ArgumentError(f"certify_grid precision must be 'float32' or 'bfloat16', got "
                             f"{precision!r}")
     xs = _edges(xs)
+    if maps is None:
+        maps = InputMaps(xs)  # (its copies are made only when a sum needs them)
     syn = layer.synapses
     B_in = layer.B_in
     b = layer.bias if bias is None else bias
@@ -457,19 +457,13 @@ def certify_grid(
             sel = channels.nonzero().reshape(-1)
             a = a[sel]
             b, lk, sigma, z = b[sel], lk[sel], sigma[sel], z[:, sel]
-            chosen, whole = sel, syn  # (syn is the selection below)
-
-            def pick(ts: list[Tensor]) -> list[Tensor]:
-                return whole.select_inputs(chosen, ts)
-
-            maps = (maps or InputMaps(xs)).select(pick)  # grouped edges: their input channels
+            # grouped edges read only their input channels (the copies made so far too)
+            maps = maps.select(functools.partial(syn.select_inputs, sel))
             xs = maps.xs
             # these channels of the cached bfloat16 weights (no float64 copy), or of the
             # float64 ones (made float32 per call: a cached float32 copy of every weight
             # would cost half the network's memory again)
             syn = syn.select(sel, _grid_weights_bf16(layer)["signed"] if use_bf16 else None)
-    if maps is None:
-        maps = InputMaps(xs)
     s64, lk64, b64 = sigma.to(torch.float64), lk.to(torch.float64), b.to(torch.float64)
     knots = sorted({0.0, *pts, u_end})
     if use_bf16:
@@ -540,12 +534,6 @@ def _keep_max(low: Tensor | None, high: Tensor | None, small: bool, cand: Tensor
     if small:
         return (cand if low is None else torch.maximum(low, cand, out=low)), high
     return low, (cand if high is None else torch.maximum(high, cand, out=high))
-
-
-def _conv_layout(x: Tensor) -> Tensor:
-    """A 4-d bfloat16 map channels-last (the layout of the bfloat16 convolutions); others
-    as they are."""
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 #: Relative error of a faithful rounding to bfloat16 (8 significant bits: below 2⁻⁷).
