@@ -41,3 +41,30 @@ def test_no_recording() -> None:
     sim = snn.simulate(x, record=False, chunk_size=2)
     assert sim.spike_times == [] and sim.layer_names == []
     assert torch.equal(sim.output, snn.simulate(x, chunk_size=5).output)
+
+
+def test_automatic_chunks_are_as_few_as_the_budget_allows_and_equal(monkeypatch) -> None:
+    from onespike.simulation import driver
+
+    x = torch.rand(64, 1, 8, 8)
+    snn = onespike.convert(cnn(), x, progress=False)
+    per_sample = driver.auto_chunk_size(snn, True, snn.dtype, x.device, 1 << 30) / (1 << 30)
+    sizes: list[int] = []
+    real = driver._chunk
+
+    def spy(network, chunk, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(chunk.shape[0])
+        return real(network, chunk, *args, **kwargs)
+
+    monkeypatch.setattr(driver, "_chunk", spy)
+    # a budget for 45 samples: two chunks, of 32 each (not 45 + 19)
+    budget = int(45.5 / per_sample)
+    assert driver.auto_chunk_size(snn, True, snn.dtype, x.device, budget) == 45
+    whole = snn.simulate(x, chunk_size=64)
+    sizes.clear()
+    auto = snn.simulate(x, max_memory=budget)
+    assert sizes == [32, 32]
+    assert torch.equal(auto.output, whole.output)
+    sizes.clear()
+    snn.simulate(x[:7], max_memory=budget)  # fits in one chunk
+    assert sizes == [7]
