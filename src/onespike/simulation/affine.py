@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "ROW_BLOCK", "Affine", "channels_last",
+__all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "ROW_BLOCK", "Affine", "bf16_map",
            "keep_packed"]
 
 #: Rows per matrix product of a batch-invariant Linear edge (:meth:`Affine.linear`): every
@@ -173,11 +173,15 @@ def _channels_last_form(x: Tensor, w: Tensor) -> bool:
     return _onednn_bf16(x, w)
 
 
-def channels_last(x: Tensor) -> Tensor:
-    """A 4-d map in the layout of the CPU bfloat16 convolutions (:func:`_channels_last_form`),
-    for maps convolved several times (reordered once, not at every call); others as they
+def bf16_map(x: Tensor) -> Tensor:
+    """``x`` rounded to bfloat16 in the layout of the CPU bfloat16 convolutions
+    (:func:`_channels_last_form`): a 4-d map reordered channels-last in the same pass, for
+    maps convolved several times (reordered once, not at every call); others as they
     are."""
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+    if x.dim() != 4:
+        return x.to(torch.bfloat16)
+    return torch.empty(x.shape, dtype=torch.bfloat16, device=x.device,
+                       memory_format=torch.channels_last).copy_(x)
 
 
 def _onednn_linear() -> Callable[..., Tensor] | None:

@@ -62,3 +62,21 @@ def test_selected_maps_keep_the_copies_already_made() -> None:
     assert torch.equal(sel.f32()[0], f32.index_select(1, idx))
     assert torch.equal(sel.bf16()[0], b16.index_select(1, idx))
     assert torch.equal(sel.xs[0], x.index_select(1, idx))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(3, 5, 4, 6), (4, 7)])
+def test_copies_are_the_rounded_positive_parts_and_the_inputs_stay(dtype: torch.dtype,
+                                                                   shape: tuple) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(shape, generator=g, dtype=dtype) - 0.3) * 3.0
+    x.view(-1)[:3] = torch.tensor([-0.0, 1e-300 if dtype == torch.float64 else 1e-38, -1e-30])
+    before = x.clone()
+    maps = InputMaps([x])
+    f32, b16 = maps.f32()[0], maps.bf16()[0]
+    # the reference: round to float32, then clamp (rounding is monotone and keeps 0)
+    assert torch.equal(f32, torch.clamp_min(x.to(torch.float32), 0.0))
+    assert torch.equal(b16, f32.to(torch.bfloat16))
+    assert f32.data_ptr() != x.data_ptr() and torch.equal(x, before)
+    assert b16.is_contiguous(memory_format=torch.channels_last if len(shape) == 4
+                             else torch.contiguous_format)

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from onespike.errors import ArgumentError
-from onespike.simulation.affine import Affine, channels_last, keep_packed
+from onespike.simulation.affine import Affine, bf16_map, keep_packed
 from onespike.simulation.masks import any_along, any_true, count_true
 from onespike.simulation.ops import rsub
 from onespike.simulation.rounding import bf16_up
@@ -213,15 +213,14 @@ class InputMaps:
     def f32(self) -> list[Tensor]:
         """``max(x, 0)`` rounded to float32, per edge."""
         if self._f32 is None:
-            # out of place: ``x.to`` returns a float32 ``x`` itself
-            self._f32 = [torch.clamp_min(x.to(torch.float32), 0.0) for x in self.xs]
+            self._f32 = [_positive32(x) for x in self.xs]
         return self._f32
 
     def bf16(self) -> list[Tensor]:
         """:meth:`f32` rounded to bfloat16 (float64 → float32 → bfloat16: a faithful
         rounding, and faster than the direct cast), 2-d maps channels-last."""
         if self._bf16 is None:
-            self._bf16 = [channels_last(x.to(torch.bfloat16)) for x in self.f32()]
+            self._bf16 = [bf16_map(x) for x in self.f32()]
         return self._bf16
 
     def select(self, pick: Callable[[list[Tensor]], list[Tensor]]) -> InputMaps:
@@ -232,6 +231,14 @@ class InputMaps:
         out._f32 = None if self._f32 is None else pick(self._f32)
         out._bf16 = None if self._bf16 is None else pick(self._bf16)
         return out
+
+
+def _positive32(x: Tensor) -> Tensor:
+    """``max(x, 0)`` rounded to float32 (the same values either way round: rounding is
+    monotone and keeps 0), as a new tensor: a converted copy is clamped in place (one fresh
+    map, not two), a float32 ``x`` — which ``x.to`` returns itself — out of place."""
+    x32 = x.to(torch.float32)
+    return torch.clamp_min(x32, 0.0) if x32 is x else x32.clamp_min_(0.0)
 
 
 def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor | None = None,
