@@ -37,10 +37,11 @@ ENGINES = ("event", "closed", "clock")
 # Default working set of one chunk. Each chunk pays every population's fixed costs (a few
 # hundred tensor operations and their dispatch), so chunks should be large; beyond this
 # size they are no faster (batch 64, float64, one thread, same process: VGG-16 32×32 in
-# one chunk 6 % faster than in chunks of 33 and 31; ResNet-18 one chunk against 22-sample
-# chunks 3–4 %; VGG-16 64×64 16-sample chunks as fast as 32 or 64), and the peak memory of
-# those runs stayed that of the smaller chunks (the recorded spike times and the cached
-# weights dominate it).
+# one chunk 5–6 % faster than in chunks of 33 and 31; ResNet-18 one chunk against 22-sample
+# chunks 0–4 %; VGG-16 64×64 16-sample chunks as fast as 32 or 64). Peak memory: VGG-16
+# 32×32 442–487 MiB in one chunk, 483–499 in two (the recorded spike times and the cached
+# weights dominate it); VGG-16 64×64 1034–1149 MiB in 16-sample chunks, 973–1006 in 8-sample
+# ones, below its forward's 1462.
 CHUNK_BYTES = 512 << 20
 
 
