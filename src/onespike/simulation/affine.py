@@ -244,8 +244,13 @@ class Affine:
 
     # -- evaluation -------------------------------------------------------------------------
     def linear(self, x: Tensor, weight: Tensor | None = None, *,
-               rows_invariant: bool = False) -> Tensor:
+               rows_invariant: bool = False, any_layout: bool = False) -> Tensor:
         """``W x`` (no bias) for a batch ``x`` of shape (B, *in_shape); ``weight`` replaces W.
+
+        ``any_layout``: the caller accepts the result in whichever memory layout the
+        computation produced (a channels-last bfloat16 convolution's result is then not
+        reordered to NCHW: for callers whose next passes are elementwise, which can fuse the
+        reordering with one of them); otherwise 4-d results are NCHW-contiguous.
 
         ``rows_invariant``: each sample's result does not depend on the batch it is computed
         in (the network's own ``z``, so that results do not depend on chunk sizes or process
@@ -282,8 +287,9 @@ class Affine:
         conv = F.conv1d if self.dims == 1 else F.conv2d
         if self.dims == 2 and _channels_last_form(x, w):
             cl = torch.channels_last
-            return conv(x.contiguous(memory_format=cl), w.contiguous(memory_format=cl), None,
-                        self.stride, padding, self.dilation, self.groups).contiguous()
+            out = conv(x.contiguous(memory_format=cl), w.contiguous(memory_format=cl), None,
+                       self.stride, padding, self.dilation, self.groups)
+            return out if any_layout else out.contiguous()
         if _chunked_conv(x, w):
             return _conv_in_chunks(conv, x, w, self.stride, padding, self.dilation, self.groups,
                                    math.prod(self.out_shape[1:]))

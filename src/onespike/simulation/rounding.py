@@ -9,7 +9,8 @@ __all__ = ["bf16_up"]
 
 
 def bf16_up(w: Tensor) -> Tensor:
-    """Non-negative ``w`` rounded *up* to bfloat16 (every entry ≥ ``w``)."""
+    """``w`` rounded *up* to bfloat16: the smallest bfloat16 ≥ each entry (the nearest
+    bfloat16, or the next one above it where the nearest lies below), for either sign."""
     wb = w.to(torch.bfloat16)
     up = torch.nextafter(wb, torch.full_like(wb, float("inf")))
     return torch.where(wb.to(w.dtype) < w, up, wb)

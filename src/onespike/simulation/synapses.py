@@ -43,10 +43,12 @@ class Synapses:
         return sum(a.fan_in for a in self.affines)
 
     def linear(self, xs: Sequence[Tensor], weights: Sequence[Tensor] | None = None, *,
-               out_dtype: torch.dtype | None = None, rows_invariant: bool = False) -> Tensor:
+               out_dtype: torch.dtype | None = None, rows_invariant: bool = False,
+               any_layout: bool = False) -> Tensor:
         """``Σ_e W_e x_e`` (no bias); ``weights`` replace the ``W_e``; ``out_dtype``: each
         edge's map is converted to it before the edges are summed (the bfloat16 drive bound
-        sums its edges in float32); ``rows_invariant``: see :meth:`Affine.linear`.
+        sums its edges in float32); ``rows_invariant``, ``any_layout`` (one edge only; with
+        several the result is NCHW): see :meth:`Affine.linear`.
 
         With several edges, an edge whose weight has few non-zero output rows (a block of a
         concatenation, e.g. DenseNet: one edge per concatenated source) is computed for those
@@ -59,7 +61,8 @@ class Synapses:
             w = a.weight if weights is None else weights[i]
             rows = _live_rows(a, w) if multi else None
             if rows is None:
-                y = a.linear(x, w, rows_invariant=rows_invariant)
+                y = a.linear(x, w, rows_invariant=rows_invariant,
+                             any_layout=any_layout and not multi)
                 if out_dtype is not None:
                     y = y.to(out_dtype)
                 out = y if out is None else out.add_(y)

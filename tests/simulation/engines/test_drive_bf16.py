@@ -144,3 +144,35 @@ def test_spike_times_do_not_depend_on_the_drive_form(seed: int, monkeypatch) -> 
     fast = snn.simulate(x)
     monkeypatch.setattr(bounds, "BF16_DRIVE", False)
     assert_same_run(fast, snn.simulate(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("seed", range(3))
+def test_one_edge_comparison_in_bfloat16_decides_as_in_float32(seed: int,
+                                                                dtype: torch.dtype) -> None:
+    """The one-edge drive is compared in bfloat16 with the threshold rounded up, on the
+    convolution's channels-last result: the same decisions as comparing its NCHW copy with
+    the float32 threshold, neurons placed on the threshold's bfloat16 neighbours included."""
+    g = torch.Generator().manual_seed(seed)
+    layers = [ly for ly in conv_layers(seed, dtype) if len(ly.synapses.affines) == 1]
+    assert layers
+    for i, layer in enumerate(layers):
+        x = stress_inputs(layer, 3, seed + i, 3.0)
+        maps = bounds.InputMaps([x])
+        drive = layer.synapses.linear(maps.bf16(), layer.positive_weight_bf16())
+        assert drive.dtype == torch.bfloat16 and drive.is_contiguous()
+        # biases that put the float32 threshold T at the first sample's drives, or half a
+        # bfloat16 step above or below them (T falls by f per unit of bias)
+        b0 = layer.bias.double()
+        t0 = bounds._drive_threshold_bf16(layer).double()
+        layer.bias = (b0 + 1.0).to(dtype)
+        f = float((t0 - bounds._drive_threshold_bf16(layer).double()).mean())
+        d0 = drive[0]
+        half = (torch.nextafter(d0, torch.full_like(d0, float("inf"))).double()
+                - d0.double()) / 2
+        step = torch.randint(-1, 2, d0.shape, generator=g).to(torch.float64)
+        layer.bias = (b0 + (t0 - (d0.double() + step * half)) / f).to(dtype)
+        want = drive < bounds._drive_threshold_bf16(layer)
+        got = bounds.certify_drive(layer, x)
+        assert got.is_contiguous() and torch.equal(got, want), layer.name
+        assert bool(want[0].any()) and not bool(want[0].all())

@@ -198,6 +198,17 @@ def _drive_threshold_bf16(layer: PopulationLike, bias: Tensor | None = None) -> 
     return make() if bias is not None else layer.derived("threshold_bf16", make)
 
 
+def _drive_threshold_bf16_up(layer: PopulationLike, bias: Tensor | None = None) -> Tensor:
+    """:func:`_drive_threshold_bf16` rounded up to bfloat16 (the smallest bfloat16 ≥ ``T``):
+    for a bfloat16 ``d̂``, ``d̂ < T`` exactly when ``d̂ < T↑``. Cached per layer for the
+    unperturbed bias."""
+
+    def make() -> Tensor:
+        return bf16_up(_drive_threshold_bf16(layer, bias))
+
+    return make() if bias is not None else layer.derived("threshold_bf16_up", make)
+
+
 class InputMaps:
     """One population step's edge inputs ``xs`` with their low-precision copies, each made at
     most once and shared by the certificates that read them (the drive bound, then the grid
@@ -253,9 +264,14 @@ def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor
         maps = InputMaps(xs)
     if bf16_drive_available(layer, xs[0].device):
         syn = layer.synapses
-        one_edge = len(syn.affines) == 1  # a bfloat16 map compares exactly with float32
-        drive = syn.linear(maps.bf16(), layer.positive_weight_bf16(),
-                           out_dtype=None if one_edge else torch.float32)
+        if len(syn.affines) == 1:
+            # one edge: the drive is a bfloat16 map d̂, and d̂ < T ⇔ d̂ < T↑ (T rounded up to
+            # bfloat16: no bfloat16 lies in [T, T↑)) — one bfloat16 comparison, which also
+            # reorders a channels-last d̂ into the NCHW result
+            drive = syn.linear(maps.bf16(), layer.positive_weight_bf16(), any_layout=True)
+            ok = torch.empty(drive.shape, dtype=torch.bool, device=drive.device)
+            return torch.lt(drive, _drive_threshold_bf16_up(layer, bias), out=ok)
+        drive = syn.linear(maps.bf16(), layer.positive_weight_bf16(), out_dtype=torch.float32)
         return drive < _drive_threshold_bf16(layer, bias)
     dt = sum_dtype(xs[0].device)
     drive = layer.synapses.linear([x.to(dt) for x in maps.f32()],
@@ -650,7 +666,10 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
                 for k, c in enumerate(group):
                     torch.clamp_max(xb, _bf16(c), out=stacked[k * bsz : (k + 1) * bsz])
                 maps.append(stacked)
-        sums = syn.linear(maps, w_signed, out_dtype=None if one_edge else torch.float32)
+        # (channels-last results stay so through the elementwise passes below; the verdict
+        # reorders the maxima once)
+        sums = syn.linear(maps, w_signed, out_dtype=None if one_edge else torch.float32,
+                          any_layout=True)
         for c, part in zip(group, sums.split(bsz)):
             k_c = ((coef - lk64) * c + absolute).to(torch.float32)
             p32 = part.to(torch.float32)  # exact; a mixed-dtype subtraction is slow on CPU
@@ -664,13 +683,18 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
         low = run.add_(mag.to(torch.float32).mul_(r))
     scale = 1.0 / ((1.0 - _UB) ** 2 * (1.0 - gamma))
     d = syn.linear([_tents(x32, knots, x_max, bf) for x32 in x32s], w_neg,
-                   out_dtype=torch.float32)
-    d64 = d.to(torch.float64).mul_(scale).add_(absolute)
+                   out_dtype=torch.float32, any_layout=True)
+    d64 = _nchw64(d).mul_(scale).add_(absolute)
     wx = None
     if need_wx:
-        wx = syn.linear(xbs, w_abs, out_dtype=torch.float32
-                        ).to(torch.float64).mul_(scale).add_(absolute)
+        wx = _nchw64(syn.linear(xbs, w_abs, out_dtype=torch.float32, any_layout=True)
+                     ).mul_(scale).add_(absolute)
     return low, None, d64, wx
+
+def _nchw64(t: Tensor) -> Tensor:
+    """``t`` in float64, NCHW-contiguous (a channels-last map reordered in the same pass)."""
+    return t.to(torch.float64, memory_format=torch.contiguous_format)
+
 
 # Cost of the grid bound on one gathered input patch, in units of one output position of the
 # convolution form (which computes every position of the selected channels; measured on
@@ -763,7 +787,7 @@ def _grid_verdict(layer: PopulationLike, z: Tensor, low: Tensor | None, high: Te
     bound = d.to(torch.float64).div_(1.0 - e32).add_(slack)  # d is not used after this
     # f(c) − (z − B) ≤ max(low, 0) at the small grid points (c = 0 included)
     top = z.to(torch.float64) - B if low is None else \
-        low.to(torch.float64).clamp_min_(0.0).add_(z).sub_(B)
+        _nchw64(low).clamp_min_(0.0).add_(z).sub_(B)
     f_max = b64 - B - lk64 * x_max  # f(max x): every input has arrived
     if high is not None:
         f_max = torch.maximum(f_max, high.to(torch.float64).add_(b64 - B))
