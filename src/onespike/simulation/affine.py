@@ -162,14 +162,14 @@ def _gemm_form(x: Tensor, w: Tensor) -> bool:
 def _channels_last_form(x: Tensor, w: Tensor) -> bool:
     """Whether a bfloat16 2-d convolution on the CPU (oneDNN) runs on channels-last maps
     and weights (an NCHW input is reordered; the result is returned NCHW-contiguous, as
-    every caller's masks and sums expect: reductions along channels of channels-last masks
-    are several times slower). oneDNN's bfloat16 convolution is several times faster
-    channels-last than on NCHW maps (VGG-16's 64-channel 32×32 layer at batch 64: 15 ms
-    against 3.6 ms, 14 ms against 1 ms for its 3-channel first layer), more than the two
-    reorderings cost (2.9 and 3.3 ms there; callers that convolve one map several times
-    make it channels-last once). The arithmetic is the same primitive's (bfloat16
-    products, exact in float32, float32 accumulation, the result rounded to bfloat16), in
-    another order."""
+    the callers' masks and sums expect — reductions along channels of channels-last masks
+    are several times slower — unless the caller takes ``any_layout``). oneDNN's bfloat16
+    convolution is several times faster channels-last than on NCHW maps (VGG-16's
+    64-channel 32×32 layer at batch 64: 15 ms against 3.6 ms, 14 ms against 1 ms for its
+    3-channel first layer), more than the two reorderings cost (2.9 and 3.3 ms there;
+    callers that convolve one map several times make it channels-last once). The
+    arithmetic is the same primitive's (bfloat16 products, exact in float32, float32
+    accumulation, the result rounded to bfloat16), in another order."""
     return _onednn_bf16(x, w)
 
 

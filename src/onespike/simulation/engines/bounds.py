@@ -691,6 +691,7 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
                      ).mul_(scale).add_(absolute)
     return low, None, d64, wx
 
+
 def _nchw64(t: Tensor) -> Tensor:
     """``t`` in float64, NCHW-contiguous (a channels-last map reordered in the same pass)."""
     return t.to(torch.float64, memory_format=torch.contiguous_format)
