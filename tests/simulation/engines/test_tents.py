@@ -71,3 +71,21 @@ def test_grid_verdicts_do_not_depend_on_the_tent_block(
             monkeypatch.setattr(bounds, "TENT_BLOCK", block)
             verdicts.append(bounds.certify_grid(layer, [x], z.clone(), precision=precision))
         assert torch.equal(verdicts[0], verdicts[1])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_blocks_per_thread_give_the_same_tents(threads: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block holds TENT_BLOCK entries per thread: the same values at any thread count,
+    the last block shorter."""
+    g = torch.Generator().manual_seed(threads)
+    x = torch.rand(3, 5, 7, 11, generator=g) * (torch.rand(3, 5, 7, 11, generator=g) > 0.2)
+    knots = [0.0, 0.2, 0.45, 0.7, 1.0]
+    monkeypatch.setattr(bounds, "TENT_BLOCK", 97)  # 97·threads does not divide 1155
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = bounds._tents(x, knots, float(x.max()), torch.bfloat16)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got, whole_map_tents(x, knots, float(x.max())).to(torch.bfloat16))
