@@ -151,7 +151,9 @@ def run_simulation(
                                      max_memory)
         # as few chunks as that allows, of equal sizes (64 in 45 + 19 costs the fixed costs
         # twice, as 32 + 32 does, with a larger working set)
-        chunk_size = -(-n // -(-n // chunk_size)) if n else chunk_size
+        if n:
+            chunks = -(-n // chunk_size)  # ceil(n / chunk_size)
+            chunk_size = -(-n // chunks)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ArgumentError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     perturb = perturbation is not None and perturbation.active
