@@ -88,3 +88,33 @@ def test_only_float64_batches_without_autograd_are_chunked() -> None:
         assert affine._chunked_conv(x, a.weight)
     # through autograd the single call runs (fan_out_counts differentiates linear())
     assert torch.equal(a.fan_out_counts(), a.fan_out_counts())
+
+
+@pytest.mark.parametrize(("groups", "dilation", "direct"),
+                         [(1, 1, True), (2, 1, False), (1, 2, False)])
+def test_chunks_are_written_straight_into_the_output_where_the_kernel_allows(
+        groups: int, dilation: int, direct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PyTorch's own float64 kernel (no groups, no dilation) writes every chunk after the
+    # first straight into the output; the values stay the single call's
+    a = _conv(2, 4, 6, 3, 2, 1, dilation, groups, 9)
+    x = torch.rand(7, 4, 9, 9, dtype=torch.float64)
+    monkeypatch.setattr(affine, "COLUMN_BYTES", 1)  # one chunk per thread
+    into: list[int] = []
+    real = affine._slow_conv_into
+
+    def spy(*args: object) -> object:
+        run = real(*args)  # type: ignore[arg-type]
+        if run is None:
+            return None
+
+        def counted(chunk: torch.Tensor, dest: torch.Tensor) -> None:
+            into.append(chunk.shape[0])
+            run(chunk, dest)
+
+        return counted
+
+    monkeypatch.setattr(affine, "_slow_conv_into", spy)
+    want = F.conv2d(x, a.weight, None, 2, 1, dilation, groups)
+    assert torch.equal(a.linear(x), want)
+    step = torch.get_num_threads()
+    assert sum(into) == (7 - min(step, 7) if direct else 0)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from tests.simulation.engines.test_bounds import converted_layers, stress_inputs
 
 from onespike.simulation.engines.common import model_a_step
-from onespike.simulation.engines.event import delayed_values
+from onespike.simulation.engines.event import EventEngine, delayed_values
+from onespike.simulation.neurons import AlphaNeuron
 
 
 def reference(v: torch.Tensor, t_max_s: float, d: float, t_min: float) -> torch.Tensor:
@@ -81,3 +82,22 @@ def test_model_a_step_tells_finite_values(bad: float | None, use_exact: bool) ->
     assert step.finite == (bad is None)
     if step.finite:
         assert bool(torch.isfinite(step.values).all())
+
+
+def test_model_a_inputs_are_clipped_only_where_needed() -> None:
+    """Inputs above ``B_in`` (spikes before the population integrates) act as if they
+    arrived at ``t_min − B_in``: clipped into a new map; inputs within it are passed on as
+    they are (no copy), and the event step does not write them."""
+    model = AlphaNeuron()
+    x = torch.tensor([[0.0, 0.5, 1.0, float("nan")]], dtype=torch.float64)
+    assert model.clip_inputs(x, 1.0) is x
+    high = torch.tensor([[0.25, 1.5, 3.0]], dtype=torch.float64)
+    clipped = model.clip_inputs(high, 1.0)
+    assert clipped is not high and clipped.tolist() == [[0.25, 1.0, 1.0]]
+    assert high.tolist() == [[0.25, 1.5, 3.0]]
+    layer = converted_layers(0, "cnn")[1]
+    xs = stress_inputs(layer, 3, 0, layer.B_in).clamp_max(layer.B_in)
+    before = xs.clone()
+    engine = EventEngine()
+    engine.hidden(layer, [xs], gain=None, perturbed=False)
+    assert torch.equal(xs, before)

@@ -50,6 +50,10 @@ class AlphaNeuron(NeuronModel):
         return {"alpha": alpha, "G": G, "theta": alpha * B_in + G * (B - b)}
 
     def clip_inputs(self, x: Tensor, B_in: float) -> Tensor:
+        # x itself when nothing exceeds B_in (one reduction, no new map: the engines only
+        # read their inputs); NaN entries stay NaN either way
+        if x.numel() and not float(x.max()) > B_in:
+            return x
         return x.clamp(max=B_in)
 
     def event_step(self, pop: PopulationLike, xs: list[Tensor], *, gain: Tensor | None,
