@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from tests.helpers.gemm import gemm_everywhere
 from tests.helpers.nets import random_cnn
 from tests.simulation.engines.test_bounds import converted_layers, move_to_threshold, stress_inputs
+from tests.simulation.engines.test_grid_patches import converted, stress_edges
 
 import onespike
-from onespike.network.population import SpikingLayer
+from onespike.network.population import Population, SpikingLayer
 from onespike.simulation.engines import bounds
 
 SETTINGS = settings(max_examples=20, deadline=None,
@@ -176,3 +177,77 @@ def test_one_edge_comparison_in_bfloat16_decides_as_in_float32(seed: int,
         got = bounds.certify_drive(layer, x)
         assert got.is_contiguous() and torch.equal(got, want), layer.name
         assert bool(want[0].any()) and not bool(want[0].all())
+
+
+# DAG models whose populations have several edges, identity shortcuts (per-channel scale
+# edges) among them
+MULTI_EDGE = ["bottleneck_identity", "resnet_basic", "basic_block_downsample",
+              "inverted_residual", "sum3", "densenet"]
+
+
+def multi_edge_layers(name: str, seed: int, dtype: torch.dtype) -> list[Population]:
+    snn, _ = converted(name, seed, dtype)
+    return [ly for ly in snn.hidden_layers if len(ly.synapses.affines) > 1
+            and bounds.bf16_drive_available(ly, torch.device("cpu"))]
+
+
+def exact_multi_drive(layer: Population, xs: list[torch.Tensor]) -> torch.Tensor:
+    """``Σ_e Σ_j W⁺_e,ij x_j`` in float64 over every edge."""
+    return layer.synapses.linear([x.double() for x in xs],
+                                 [w.double().clamp_min(0) for w in layer.synapses.weights])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("spread", [1e-9, 1e-4])
+@pytest.mark.parametrize("name", MULTI_EDGE)
+def test_multi_edge_drive_never_certifies_a_neuron_at_or_above_threshold(
+        name: str, spread: float, dtype: torch.dtype) -> None:
+    """Several edges, identity shortcuts summed in float32 from their inputs' float32
+    copies: biases moved so that the first sample's exact drive sits within ±spread·B of
+    the threshold (half of them at or above it)."""
+    if dtype == torch.float32:
+        spread = max(spread, 1e-5)  # float32 biases cannot resolve less
+    g = torch.Generator().manual_seed(7)
+    layers = multi_edge_layers(name, 3, dtype)
+    assert layers
+    for i, layer in enumerate(layers):
+        xs = stress_edges(layer, 3, 11 + i, 2.0, dtype)
+        drive = exact_multi_drive(layer, xs)
+        with torch.no_grad():
+            move_to_threshold(layer, layer.bias.double() + drive[0] - layer.B, spread, g, dtype)
+        truth = layer.bias.double() + drive >= layer.B
+        assert bool(truth[0].any())
+        ok = bounds.certify_drive(layer, xs)
+        assert not bool((ok & truth).any()), (name, layer.name)
+
+
+def test_multi_edge_drive_counts_the_shortcut_and_stays_tight(monkeypatch) -> None:
+    """The identity shortcut's term is in the sum: without it (a mutation) neurons whose
+    exact drive reaches the threshold are certified; and every neuron whose drive clears
+    the threshold by 2 % of it is certified."""
+    g = torch.Generator().manual_seed(3)
+    layers = [ly for name in ("bottleneck_identity", "resnet_basic")
+              for ly in multi_edge_layers(name, 5, torch.float64)
+              if any(a.is_channel_scale for a in ly.synapses.affines)]
+    assert layers
+    cases = []
+    for i, layer in enumerate(layers):
+        xs = stress_edges(layer, 3, 21 + i, 2.0, torch.float64)
+        drive = exact_multi_drive(layer, xs)
+        with torch.no_grad():
+            move_to_threshold(layer, layer.bias.double() + drive[0] - layer.B, 0.1, g,
+                              torch.float64)
+        gap = layer.B - layer.bias.double() - drive
+        clear = gap > 0.02 * drive + 1e-12
+        ok = bounds.certify_drive(layer, xs)
+        assert bool(clear.any()) and bool(ok[clear].all()), layer.name
+        cases.append((layer, xs, gap <= 0))
+    # the mutant sums the edges without groups only: the depthwise shortcut is left out
+    monkeypatch.setattr(bounds, "_drive_sum_bf16", lambda layer, maps: bounds.Synapses(
+        [a for a in layer.synapses.affines if a.groups == 1]).linear(
+        [x for a, x in zip(layer.synapses.affines, maps.bf16()) if a.groups == 1],
+        [w for a, w in zip(layer.synapses.affines, layer.positive_weight_bf16())
+         if a.groups == 1], out_dtype=torch.float32))
+    wrong = sum(int((bounds.certify_drive(layer, xs) & above).sum())
+                for layer, xs, above in cases)
+    assert wrong > 0

@@ -80,3 +80,21 @@ def test_copies_are_the_rounded_positive_parts_and_the_inputs_stay(dtype: torch.
     assert f32.data_ptr() != x.data_ptr() and torch.equal(x, before)
     assert b16.is_contiguous(memory_format=torch.channels_last if len(shape) == 4
                              else torch.contiguous_format)
+
+
+def test_some_edges_copies_are_the_same_and_made_once() -> None:
+    """``bf16_at`` makes the bfloat16 copies of the edges asked for only; :meth:`bf16` then
+    reuses them and makes the others — the same values as making them all at once."""
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.rand(2, 3, 5, 5, generator=g, dtype=torch.float64),
+          torch.rand(2, 4, generator=g, dtype=torch.float64),
+          torch.rand(2, 3, 5, 5, generator=g, dtype=torch.float64)]
+    some = InputMaps(xs)
+    (first,) = some.bf16_at([2])
+    assert some.bf16_at([2])[0] is first
+    assert some._bf16 is None and set(some._bf16_edges) == {2}
+    every = some.bf16()
+    assert every[2] is first
+    for a, b in zip(every, InputMaps(xs).bf16()):
+        assert a.dtype == torch.bfloat16 and torch.equal(a, b)
+        assert a.is_contiguous(memory_format=torch.channels_last) == (a.dim() == 4)

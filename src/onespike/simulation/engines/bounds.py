@@ -55,11 +55,10 @@ from onespike.simulation.affine import Affine, bf16_map, keep_packed
 from onespike.simulation.masks import any_along, any_true, count_true
 from onespike.simulation.ops import rsub
 from onespike.simulation.rounding import bf16_up
-from onespike.simulation.synapses import select_rows
+from onespike.simulation.synapses import Synapses, select_rows
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
-    from onespike.simulation.synapses import Synapses
 
 __all__ = [
     "BF16_DRIVE",
@@ -220,6 +219,7 @@ class InputMaps:
         self.xs = list(xs)
         self._f32: list[Tensor] | None = None
         self._bf16: list[Tensor] | None = None
+        self._bf16_edges: dict[int, Tensor] | None = None  # some edges' copies (bf16_at)
 
     def f32(self) -> list[Tensor]:
         """``max(x, 0)`` rounded to float32, per edge."""
@@ -231,8 +231,23 @@ class InputMaps:
         """:meth:`f32` rounded to bfloat16 (float64 → float32 → bfloat16: a faithful
         rounding, and faster than the direct cast), 2-d maps channels-last."""
         if self._bf16 is None:
-            self._bf16 = [bf16_map(x) for x in self.f32()]
+            made = self._bf16_edges or {}
+            self._bf16 = [made[i] if i in made else bf16_map(x)
+                          for i, x in enumerate(self.f32())]
+            self._bf16_edges = None
         return self._bf16
+
+    def bf16_at(self, edges: Sequence[int]) -> list[Tensor]:
+        """:meth:`bf16` of the edges ``edges`` only (the others' copies are not made)."""
+        if self._bf16 is not None:
+            return [self._bf16[i] for i in edges]
+        if self._bf16_edges is None:
+            self._bf16_edges = {}
+        f32 = self.f32()
+        for i in edges:
+            if i not in self._bf16_edges:
+                self._bf16_edges[i] = bf16_map(f32[i])
+        return [self._bf16_edges[i] for i in edges]
 
     def select(self, pick: Callable[[list[Tensor]], list[Tensor]]) -> InputMaps:
         """The maps as selected synapses read them (``pick``: e.g. the input channels of a
@@ -271,12 +286,44 @@ def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor
             drive = syn.linear(maps.bf16(), layer.positive_weight_bf16(), any_layout=True)
             ok = torch.empty(drive.shape, dtype=torch.bool, device=drive.device)
             return torch.lt(drive, _drive_threshold_bf16_up(layer, bias), out=ok)
-        drive = syn.linear(maps.bf16(), layer.positive_weight_bf16(), out_dtype=torch.float32)
-        return drive < _drive_threshold_bf16(layer, bias)
+        return _drive_sum_bf16(layer, maps) < _drive_threshold_bf16(layer, bias)
     dt = sum_dtype(xs[0].device)
     drive = layer.synapses.linear([x.to(dt) for x in maps.f32()],
                                   [w.to(dt) for w in layer.positive_weight32()])
     return drive < _drive_threshold32(layer, bias)
+
+
+def _drive_sum_bf16(layer: PopulationLike, maps: InputMaps) -> Tensor:
+    """The excitatory drive ``Σ_e Σ_j Ŵ⁺_e,ij x̂_j`` of a population with several edges, in
+    float32 (NCHW): the convolution edges as bfloat16 sums (float32 accumulation, each
+    output rounded to bfloat16), summed in float32; a per-channel scale edge (an identity
+    shortcut after folding: one weight per neuron) as ``ŵ⁺·x`` from the float32 copy of its
+    input, added in the same float32 sum — no bfloat16 map of that input, no product in
+    bfloat16, one pass. Each such term is within a relative ``2⁻²³`` of the exact
+    ``W⁺·x`` (the input's and the product's float32 roundings: less than the ``(1 −
+    2⁻⁷)²`` of a bfloat16 edge that :func:`_drive_threshold_bf16` allows every edge), so
+    the same threshold holds."""
+    syn = layer.synapses
+    weights = layer.positive_weight_bf16()
+    scale = [i for i, a in enumerate(syn.affines) if a.is_channel_scale]
+    sums = [i for i in range(len(syn.affines)) if i not in scale]
+    drive: Tensor | None = None
+    if len(sums) == 1:  # promoted and reordered to NCHW in one pass
+        (xb,) = maps.bf16_at(sums)
+        y = syn.affines[sums[0]].linear(xb, weights[sums[0]], any_layout=True)
+        drive = y.to(torch.float32, memory_format=torch.contiguous_format)
+    elif sums:
+        sub = Synapses([syn.affines[i] for i in sums])
+        drive = sub.linear(maps.bf16_at(sums), [weights[i] for i in sums],
+                           out_dtype=torch.float32).contiguous()
+    x32s = maps.f32()
+    for i in scale:
+        a = syn.affines[i]
+        x = x32s[i][(slice(None), slice(None), *(slice(None, None, st) for st in a.stride))]
+        w = weights[i].to(torch.float32).reshape((1, -1) + (1,) * a.dims)
+        drive = x * w if drive is None else drive.addcmul_(x, w)
+    assert drive is not None
+    return drive
 
 
 def certify_model_a(
