@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.simulation.engines.test_bounds import converted_layers, stress_inputs
 
+from onespike.simulation.affine import Affine
 from onespike.simulation.engines import bounds
+from onespike.simulation.synapses import Synapses
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -89,3 +91,29 @@ def test_blocks_per_thread_give_the_same_tents(threads: int,
     finally:
         torch.set_num_threads(before)
     assert torch.equal(got, whole_map_tents(x, knots, float(x.max())).to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("signs", [(True, False), (False, True), (False, False), (True, True)])
+def test_tent_sum_leaves_out_edges_without_inhibition(signs: tuple[bool, bool]) -> None:
+    """``_tent_sum`` computes the tents and sums of the edges with an inhibitory weight only:
+    the same values as summing every edge (the others add exact zeros)."""
+    g = torch.Generator().manual_seed(1)
+    affines, xs, w_neg = [], [], []
+    for has_neg in signs:
+        w = torch.rand(4, 3, 3, 3, generator=g, dtype=torch.float64)
+        neg = w * (torch.rand(w.shape, generator=g) < 0.5) if has_neg else torch.zeros_like(w)
+        affines.append(Affine("conv", w, torch.zeros(4, 5, 5, dtype=torch.float64),
+                              (3, 5, 5), (4, 5, 5), 2, (1, 1), (1, 1, 1, 1), (1, 1), 1))
+        xs.append(torch.rand(2, 3, 5, 5, generator=g, dtype=torch.float64))
+        w_neg.append(neg)
+    syn = Synapses(affines)
+    made: list[int] = []
+
+    def tents(x: torch.Tensor) -> torch.Tensor:
+        made.append(1)
+        return bounds._tents(x, [0.0, 0.3, 0.7, 1.0], 1.0)
+
+    got = bounds._tent_sum(syn, xs, w_neg, tents)
+    want = syn.linear([bounds._tents(x, [0.0, 0.3, 0.7, 1.0], 1.0) for x in xs], w_neg)
+    assert len(made) == sum(signs)
+    assert torch.allclose(got, want, rtol=1e-12, atol=0.0) and got.shape == want.shape

@@ -592,10 +592,39 @@ def _grid_sums32(syn: Synapses, inputs: InputMaps, pts: Sequence[float], knots: 
         sums = syn.linear(maps, w32)
         for (small, _, shift), part in zip(group, sums.split(bsz)):
             low, high = _keep_max(low, high, small, part.sub_(shift))
-    d = syn.linear([_tents(x32, knots, x_max) for x32 in x32s],
-                   [w.neg().clamp_min_(0.0) for w in w32])
+    d = _tent_sum(syn, x32s, [w.neg().clamp_min_(0.0) for w in w32],
+                  lambda x32: _tents(x32, knots, x_max))
     wx = syn.linear(x32s, [w.abs() for w in w32]) if need_wx else None
     return low, high, d, wx
+
+
+def _tent_sum(syn: Synapses, x32s: Sequence[Tensor], w_neg: Sequence[Tensor],
+              tents: Callable[[Tensor], Tensor], **linear: Any) -> Tensor:
+    """``D̂ = Σ_e Σ_j |W⁻_e,ij| T(x_j)`` (``syn.linear`` with ``linear``'s options) over the
+    edges that have an inhibitory weight: an edge without any (e.g. an identity shortcut
+    with positive scales) adds exact zeros, so neither its tents map nor its sum is
+    computed. Fewer terms only lower the sum's rounding bound."""
+    live = [i for i, w in enumerate(w_neg) if len(w_neg) == 1 or _has_nonzero(w)]
+    if len(live) == len(w_neg):
+        return syn.linear([tents(x) for x in x32s], list(w_neg), **linear)
+    if not live:
+        dtype = linear.get("out_dtype") or x32s[0].dtype
+        return torch.zeros((x32s[0].shape[0], *syn.out_shape), dtype=dtype,
+                           device=x32s[0].device)
+    sub = Synapses([syn.affines[i] for i in live])
+    return sub.linear([tents(x32s[i]) for i in live], [w_neg[i] for i in live], **linear)
+
+
+def _has_nonzero(w: Tensor) -> bool:
+    """Whether ``w`` has a non-zero entry (kept on a long-lived weight, e.g. the cached
+    bfloat16 copies, for as long as its storage and version stay the same)."""
+    key = (w.data_ptr(), w._version, tuple(w.shape), w.dtype)
+    hit = getattr(w, "_onespike_nonzero", None)
+    if hit is not None and hit[0] == key:
+        return bool(hit[1])
+    found = bool(w.ne(0).any())
+    w._onespike_nonzero = (key, found)  # type: ignore[attr-defined]
+    return found
 
 
 def _keep_max(low: Tensor | None, high: Tensor | None, small: bool, cand: Tensor
@@ -729,8 +758,8 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
     if run is not None and mag is not None:
         low = run.add_(mag.to(torch.float32).mul_(r))
     scale = 1.0 / ((1.0 - _UB) ** 2 * (1.0 - gamma))
-    d = syn.linear([_tents(x32, knots, x_max, bf) for x32 in x32s], w_neg,
-                   out_dtype=torch.float32, any_layout=True)
+    d = _tent_sum(syn, x32s, w_neg, lambda x32: _tents(x32, knots, x_max, bf),
+                  out_dtype=torch.float32, any_layout=True)
     d64 = _nchw64(d).mul_(scale).add_(absolute)
     wx = None
     if need_wx:
