@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.simulation.engines.test_bounds import converted_layers, stress_inputs
 
+from onespike.simulation.engines import closed
 from onespike.simulation.engines.common import model_a_step
 from onespike.simulation.engines.event import EventEngine, delayed_values
 from onespike.simulation.neurons import AlphaNeuron
@@ -100,4 +101,20 @@ def test_model_a_inputs_are_clipped_only_where_needed() -> None:
     before = xs.clone()
     engine = EventEngine()
     engine.hidden(layer, [xs], gain=None, perturbed=False)
+    assert torch.equal(xs, before)
+
+
+def test_closed_engine_copies_inputs_only_to_change_them() -> None:
+    """The closed engine reads ``max(x, 0)``: ``x`` itself when nothing is negative, a new
+    clamped map otherwise (the input unchanged); the certified step leaves its inputs as
+    they were."""
+    x = torch.tensor([[0.0, 0.5, float("nan")]], dtype=torch.float64)
+    assert closed._positive(x) is x
+    neg = torch.tensor([[-0.5, 0.5, float("-inf")]], dtype=torch.float64)
+    assert closed._positive(neg).tolist() == [[0.0, 0.5, 0.0]]
+    assert neg.tolist() == [[-0.5, 0.5, float("-inf")]]
+    layer = converted_layers(0, "cnn")[1]
+    xs = stress_inputs(layer, 3, 0, layer.B_in)
+    before = xs.clone()
+    closed.ClosedEngine().hidden(layer, [xs], gain=None, perturbed=False)
     assert torch.equal(xs, before)

@@ -36,10 +36,10 @@ class ClosedEngine:
 
     def hidden(self, pop: PopulationLike, xs: list[Tensor], *, gain: Tensor | None,
                perturbed: bool) -> PopulationStep:
-        xs = [x.clamp_min(0.0) for x in xs]
+        xs = [_positive(x) for x in xs]
         model = pop.model
         if self.certify and model.needs_scaling:
-            clipped = [x.clamp(max=pop.B_in) for x in xs]
+            clipped = [model.clip_inputs(x, pop.B_in) for x in xs]
             return model_a_step(pop, clipped, pop.z(xs), use_exact=False, late_possible=False)
         z = pop.z(xs)
         zero = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
@@ -47,5 +47,13 @@ class ClosedEngine:
         return PopulationStep(model.closed(z), zero, sat, zero.clone())
 
     def readout(self, pop: PopulationLike, xs: list[Tensor]) -> Tensor:
-        return pop.z([x.clamp_min(0.0) for x in xs])
+        return pop.z([_positive(x) for x in xs])
+
+
+def _positive(x: Tensor) -> Tensor:
+    """``max(x, 0)``: ``x`` itself when no entry is negative (one reduction, no new map: the
+    engine only reads its inputs; NaN entries stay NaN either way)."""
+    if x.numel() and not float(x.min()) < 0.0:
+        return x
+    return x.clamp_min(0.0)
 
