@@ -90,8 +90,10 @@ def test_model_a_inputs_are_clipped_only_where_needed() -> None:
     arrived at ``t_min − B_in``: clipped into a new map; inputs within it are passed on as
     they are (no copy), and the event step does not write them."""
     model = AlphaNeuron()
-    x = torch.tensor([[0.0, 0.5, 1.0, float("nan")]], dtype=torch.float64)
+    x = torch.tensor([[0.0, 0.5, 1.0]], dtype=torch.float64)
     assert model.clip_inputs(x, 1.0) is x
+    nan = torch.tensor([[0.5, float("nan"), 2.0]], dtype=torch.float64)
+    assert model.clip_inputs(nan, 1.0)[0, 2] == 1.0  # a NaN does not hide the entry above
     high = torch.tensor([[0.25, 1.5, 3.0]], dtype=torch.float64)
     clipped = model.clip_inputs(high, 1.0)
     assert clipped is not high and clipped.tolist() == [[0.25, 1.0, 1.0]]
@@ -108,8 +110,10 @@ def test_closed_engine_copies_inputs_only_to_change_them() -> None:
     """The closed engine reads ``max(x, 0)``: ``x`` itself when nothing is negative, a new
     clamped map otherwise (the input unchanged); the certified step leaves its inputs as
     they were."""
-    x = torch.tensor([[0.0, 0.5, float("nan")]], dtype=torch.float64)
+    x = torch.tensor([[0.0, 0.5, 1.0]], dtype=torch.float64)
     assert closed._positive(x) is x
+    nan = torch.tensor([[float("nan"), -0.5]], dtype=torch.float64)
+    assert closed._positive(nan)[0, 1] == 0.0  # a NaN does not hide the negative entry
     neg = torch.tensor([[-0.5, 0.5, float("-inf")]], dtype=torch.float64)
     assert closed._positive(neg).tolist() == [[0.0, 0.5, 0.0]]
     assert neg.tolist() == [[-0.5, 0.5, float("-inf")]]

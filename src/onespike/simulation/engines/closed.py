@@ -52,8 +52,8 @@ class ClosedEngine:
 
 def _positive(x: Tensor) -> Tensor:
     """``max(x, 0)``: ``x`` itself when no entry is negative (one reduction, no new map: the
-    engine only reads its inputs; NaN entries stay NaN either way)."""
-    if x.numel() and not float(x.min()) < 0.0:
+    engine only reads its inputs); with a NaN the minimum is NaN, and the clamp runs."""
+    if x.numel() and float(x.min()) >= 0.0:
         return x
     return x.clamp_min(0.0)
 

@@ -51,8 +51,8 @@ class AlphaNeuron(NeuronModel):
 
     def clip_inputs(self, x: Tensor, B_in: float) -> Tensor:
         # x itself when nothing exceeds B_in (one reduction, no new map: the engines only
-        # read their inputs); NaN entries stay NaN either way
-        if x.numel() and not float(x.max()) > B_in:
+        # read their inputs); a NaN makes the maximum NaN, and then the clamp runs as before
+        if x.numel() and float(x.max()) <= B_in:
             return x
         return x.clamp(max=B_in)
 
