@@ -17,7 +17,14 @@ from tests.simulation.engines.test_bounds import (
     move_to_threshold,
     stress_inputs,
 )
-from tests.simulation.engines.test_drive_bf16 import assert_same_run, random_cnn_case
+from tests.simulation.engines.test_drive_bf16 import (
+    MULTI_EDGE,
+    assert_same_run,
+    multi_edge_layers,
+    random_cnn_case,
+)
+from tests.simulation.engines.test_grid_patches import brute_max_f as grid_brute_max_f
+from tests.simulation.engines.test_grid_patches import stress_edges
 
 from onespike.network.population import SpikingLayer
 from onespike.simulation.engines import bounds, common
@@ -227,3 +234,71 @@ def test_float64_networks_never_compute_the_sum_for_z() -> None:
     layer = conv_layers(0)[0]
     x = stress_inputs(layer, 2, 0, 1.0)
     assert not bounds._wx_pays(layer, layer.affine(x), [1e-9], layer.B_in)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("spread", [1e-9, 1e-4])
+@pytest.mark.parametrize("name", MULTI_EDGE)
+def test_bf16_grid_is_sound_on_multi_edge_populations(name: str, spread: float,
+                                                       dtype: torch.dtype) -> None:
+    """Residual sums, downsampling and identity shortcuts (summed in float32 from their float32
+    inputs), inverted residuals, concatenations: biases moved so that the first sample's
+    neurons peak within ±spread·B of the threshold; the default grid and the median alone."""
+    if dtype == torch.float32:
+        spread = max(spread, 1e-5)  # float32 biases cannot resolve less
+    g = torch.Generator().manual_seed(5)
+    layers = multi_edge_layers(name, 2, dtype)
+    assert layers
+    for i, layer in enumerate(layers):
+        xs = stress_edges(layer, 3, 31 + i, 2.0, dtype)
+        with torch.no_grad():
+            move_to_threshold(layer, grid_brute_max_f(layer, xs)[0], spread, g, dtype)
+        z = layer.z(xs)
+        truth = grid_brute_max_f(layer, xs)
+        assert bool((truth[0] >= 0).any())
+        need = torch.ones(z.shape, dtype=torch.bool)
+        for grid in (None, bounds.grid_points(xs, layer.B_in, (0.5,))):
+            ok = bounds.certify_grid(layer, xs, z, grid=grid, need=need, precision="bfloat16")
+            assert not bool((ok & (truth >= 0)).any()), (name, layer.name, grid)
+
+
+def test_bf16_grid_sums_count_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bfloat16 stage's running maximum over its grid points, ``low ≥ max_c (f(c) − (z −
+    B)) = max_c (−(1 − S)·c − Σ_e Σ_j W_ij min(x_j, c))``, checked against float64 sums on
+    populations with an identity shortcut (its term summed in float32): sound, and within
+    the stage's allowance; with the shortcut's term counted twice (a mutation) it is not."""
+    cases = []
+    for name in ("bottleneck_identity", "resnet_basic"):
+        for i, layer in enumerate(multi_edge_layers(name, 4, torch.float64)):
+            if not any(a.is_channel_scale for a in layer.synapses.affines):
+                continue
+            xs = stress_edges(layer, 3, 41 + i, 2.0, torch.float64)
+            x_max = max(float(x.max()) for x in xs)
+            pts = bounds.grid_points(xs, layer.B_in)
+            lk = (1.0 - layer.S).double()
+            ref = None
+            for c in (c for c in pts if c < x_max):
+                f_c = -lk * c - layer.synapses.linear(
+                    [x.clamp(max=c) for x in xs], [w.double() for w in layer.synapses.weights])
+                ref = f_c if ref is None else torch.maximum(ref, f_c)
+            cases.append((layer, xs, pts, x_max, lk, ref))
+    assert cases
+
+    def lows() -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+        out = []
+        for layer, xs, pts, x_max, lk, ref in cases:
+            knots = sorted({0.0, *pts, x_max})
+            low, _, _, _ = bounds._grid_sums_bf16(
+                layer, layer.synapses, bounds.InputMaps(xs), None, pts, knots, x_max,
+                max(layer.B_in, x_max), lk, need_wx=False)
+            a = layer.synapses.channel_abs_sum().reshape(-1, 1, 1)
+            out.append((bounds._nchw64(low), ref, a * x_max))
+        return out
+
+    for low, ref, scale in lows():
+        assert bool((low >= ref).all())
+        assert bool((low - ref <= 2.0**-5 * scale).all())
+    real = bounds._scale_term
+    monkeypatch.setattr(bounds, "_scale_term",
+                        lambda a, x32, w: (real(a, x32, w)[0], 2.0 * real(a, x32, w)[1]))
+    assert any(bool((low < ref).any()) for low, ref, _ in lows())

@@ -98,3 +98,17 @@ def test_some_edges_copies_are_the_same_and_made_once() -> None:
     for a, b in zip(every, InputMaps(xs).bf16()):
         assert a.dtype == torch.bfloat16 and torch.equal(a, b)
         assert a.is_contiguous(memory_format=torch.channels_last) == (a.dim() == 4)
+
+
+def test_a_non_negative_float32_input_is_its_own_copy() -> None:
+    """A float32 input without negative entries serves as its float32 copy (no new map); with a
+    negative entry, or a NaN hiding one, the copy is a new clamped map and the input stays."""
+    x = torch.rand(2, 3, 4, 4, dtype=torch.float32)
+    assert InputMaps([x]).f32()[0] is x
+    for bad in ([-0.5], [float("nan"), -0.5]):
+        y = x.clone()
+        y.view(-1)[: len(bad)] = torch.tensor(bad)
+        before = y.clone()
+        got = InputMaps([y]).f32()[0]
+        assert got.data_ptr() != y.data_ptr() and float(got.view(-1)[len(bad) - 1]) == 0.0
+        assert torch.equal(y.nan_to_num(), before.nan_to_num())

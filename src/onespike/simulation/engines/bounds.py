@@ -212,8 +212,9 @@ class InputMaps:
     """One population step's edge inputs ``xs`` with their low-precision copies, each made at
     most once and shared by the certificates that read them (the drive bound, then the grid
     stages): ``x⁺`` rounded to float32 and, from it, to bfloat16 (channels-last for 2-d maps,
-    the layout of the bfloat16 convolutions). The copies are new tensors: the inputs, which
-    the late-input check and the exact walk read afterwards, are never written."""
+    the layout of the bfloat16 convolutions). The copies are only read, and so are the
+    inputs, which the late-input check and the exact walk read afterwards: a float32 input
+    without negative entries serves as its own float32 copy."""
 
     def __init__(self, xs: Sequence[Tensor]) -> None:
         self.xs = list(xs)
@@ -261,10 +262,16 @@ class InputMaps:
 
 def _positive32(x: Tensor) -> Tensor:
     """``max(x, 0)`` rounded to float32 (the same values either way round: rounding is
-    monotone and keeps 0), as a new tensor: a converted copy is clamped in place (one fresh
-    map, not two), a float32 ``x`` — which ``x.to`` returns itself — out of place."""
+    monotone and keeps 0): a converted copy is clamped in place (one fresh map, not two); a
+    float32 ``x`` — which ``x.to`` returns itself — is returned as it is when no entry is
+    negative (one reduction; a NaN makes the minimum NaN, and then it is clamped), else
+    clamped out of place (the input is never written)."""
     x32 = x.to(torch.float32)
-    return torch.clamp_min(x32, 0.0) if x32 is x else x32.clamp_min_(0.0)
+    if x32 is not x:
+        return x32.clamp_min_(0.0)
+    if x.numel() == 0 or float(x.min()) >= 0.0:
+        return x
+    return torch.clamp_min(x, 0.0)
 
 
 def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor | None = None,
@@ -305,25 +312,44 @@ def _drive_sum_bf16(layer: PopulationLike, maps: InputMaps) -> Tensor:
     the same threshold holds."""
     syn = layer.synapses
     weights = layer.positive_weight_bf16()
-    scale = [i for i, a in enumerate(syn.affines) if a.is_channel_scale]
-    sums = [i for i in range(len(syn.affines)) if i not in scale]
-    drive: Tensor | None = None
-    if len(sums) == 1:  # promoted and reordered to NCHW in one pass
-        (xb,) = maps.bf16_at(sums)
-        y = syn.affines[sums[0]].linear(xb, weights[sums[0]], any_layout=True)
-        drive = y.to(torch.float32, memory_format=torch.contiguous_format)
-    elif sums:
-        sub = Synapses([syn.affines[i] for i in sums])
-        drive = sub.linear(maps.bf16_at(sums), [weights[i] for i in sums],
-                           out_dtype=torch.float32).contiguous()
+    scale, convs = _scale_edges(syn)
+    drive = (_edge_sum_f32(syn, convs, maps.bf16_at(convs), [weights[i] for i in convs])
+             if convs else None)
     x32s = maps.f32()
     for i in scale:
-        a = syn.affines[i]
-        x = x32s[i][(slice(None), slice(None), *(slice(None, None, st) for st in a.stride))]
-        w = weights[i].to(torch.float32).reshape((1, -1) + (1,) * a.dims)
+        x, w = _scale_term(syn.affines[i], x32s[i], weights[i])
         drive = x * w if drive is None else drive.addcmul_(x, w)
     assert drive is not None
     return drive
+
+
+def _scale_edges(syn: Synapses) -> tuple[list[int], list[int]]:
+    """The edges of a population with several edges split into per-channel scale edges
+    (:attr:`Affine.is_channel_scale`: identity shortcuts after folding) and the others; one
+    edge alone is never split."""
+    if len(syn.affines) == 1:
+        return [], [0]
+    scale = [i for i, a in enumerate(syn.affines) if a.is_channel_scale]
+    return scale, [i for i in range(len(syn.affines)) if i not in scale]
+
+
+def _edge_sum_f32(syn: Synapses, edges: Sequence[int], xbs: Sequence[Tensor],
+                  weights: Sequence[Tensor]) -> Tensor:
+    """``Σ_e W_e x_e`` over ``edges`` from bfloat16 maps and weights, each edge's (bfloat16)
+    output summed in float32, as an NCHW float32 map (one edge: promoted and reordered in
+    one pass)."""
+    if len(edges) == 1:
+        y = syn.affines[edges[0]].linear(xbs[0], weights[0], any_layout=True)
+        return y.to(torch.float32, memory_format=torch.contiguous_format)
+    sub = Synapses([syn.affines[i] for i in edges])
+    return sub.linear(xbs, weights, out_dtype=torch.float32).contiguous()
+
+
+def _scale_term(a: Affine, x32: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """A per-channel scale edge's input (subsampled by its stride) and its weights as a float32
+    per-channel view: its term of a sum is their product."""
+    x = x32[(slice(None), slice(None), *(slice(None, None, st) for st in a.stride))]
+    return x, w.to(torch.float32).reshape((1, -1) + (1,) * a.dims)
 
 
 def certify_model_a(
@@ -722,7 +748,12 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
     # min(x, c) rounded to bfloat16 (rounding is monotone), at a quarter of the traffic;
     # the maps are channels-last (the convolutions' layout: :meth:`Affine.linear`), so that
     # every clamped map below is made channels-last as well
-    xbs = inputs.bf16()
+    # a per-channel scale edge (identity shortcut) enters the float32 sum of the edges as
+    # ŵ·min(x, c) from its float32 input: within c·|W − Ŵ| + 2⁻²³·c·|Ŵ| of W·min(x, c),
+    # inside the allowance above for a bfloat16 edge (and no bfloat16 map of that input)
+    scale_edges, convs = _scale_edges(syn)
+    xbs = inputs.bf16_at(convs)
+    w_convs = [w_signed[i] for i in convs]
     points = [c for c in pts if c < x_max]
     run: Tensor | None = None  # max over c of k_c − ŝ_c  (float32)
     mag: Tensor | None = None  # max over c of |ŝ_c|  (one edge: the output's own dtype)
@@ -744,9 +775,17 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
                 maps.append(stacked)
         # (channels-last results stay so through the elementwise passes below; the verdict
         # reorders the maxima once)
-        sums = syn.linear(maps, w_signed, out_dtype=None if one_edge else torch.float32,
-                          any_layout=True)
+        if one_edge:
+            sums = syn.linear(maps, w_signed, any_layout=True)
+        elif convs:
+            sums = _edge_sum_f32(syn, convs, maps, w_convs)
+        else:
+            sums = torch.zeros((len(group) * bsz, *syn.out_shape), dtype=torch.float32,
+                               device=xs[0].device)
         for c, part in zip(group, sums.split(bsz)):
+            for i in scale_edges:
+                x, w = _scale_term(syn.affines[i], x32s[i], w_signed[i])
+                part.addcmul_(x.clamp_max(c), w)
             k_c = ((coef - lk64) * c + absolute).to(torch.float32)
             p32 = part.to(torch.float32)  # exact; a mixed-dtype subtraction is slow on CPU
             cand = torch.sub(k_c, p32, out=p32)
@@ -763,7 +802,7 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
     d64 = _nchw64(d).mul_(scale).add_(absolute)
     wx = None
     if need_wx:
-        wx = _nchw64(syn.linear(xbs, w_abs, out_dtype=torch.float32, any_layout=True)
+        wx = _nchw64(syn.linear(inputs.bf16(), w_abs, out_dtype=torch.float32, any_layout=True)
                      ).mul_(scale).add_(absolute)
     return low, None, d64, wx
 
