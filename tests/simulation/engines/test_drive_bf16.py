@@ -191,6 +191,19 @@ def multi_edge_layers(name: str, seed: int, dtype: torch.dtype) -> list[Populati
             and bounds.bf16_drive_available(ly, torch.device("cpu"))]
 
 
+def multi_edge_inputs(name: str, model_seed: int, input_seed: int, dtype: torch.dtype
+                      ) -> list[tuple[Population, list[torch.Tensor]]]:
+    """The multi-edge populations of a DAG model with stress inputs per edge."""
+    layers = multi_edge_layers(name, model_seed, dtype)
+    assert layers
+    return [(ly, stress_edges(ly, 3, input_seed + i, 2.0, dtype)) for i, ly in enumerate(layers)]
+
+
+def resolvable(spread: float, dtype: torch.dtype) -> float:
+    """The spread around the threshold that biases of ``dtype`` can resolve."""
+    return max(spread, 1e-5) if dtype == torch.float32 else spread
+
+
 def exact_multi_drive(layer: Population, xs: list[torch.Tensor]) -> torch.Tensor:
     """``Σ_e Σ_j W⁺_e,ij x_j`` in float64 over every edge."""
     return layer.synapses.linear([x.double() for x in xs],
@@ -205,13 +218,9 @@ def test_multi_edge_drive_never_certifies_a_neuron_at_or_above_threshold(
     """Several edges, identity shortcuts summed in float32 from their inputs' float32
     copies: biases moved so that the first sample's exact drive sits within ±spread·B of
     the threshold (half of them at or above it)."""
-    if dtype == torch.float32:
-        spread = max(spread, 1e-5)  # float32 biases cannot resolve less
+    spread = resolvable(spread, dtype)
     g = torch.Generator().manual_seed(7)
-    layers = multi_edge_layers(name, 3, dtype)
-    assert layers
-    for i, layer in enumerate(layers):
-        xs = stress_edges(layer, 3, 11 + i, 2.0, dtype)
+    for layer, xs in multi_edge_inputs(name, 3, 11, dtype):
         drive = exact_multi_drive(layer, xs)
         with torch.no_grad():
             move_to_threshold(layer, layer.bias.double() + drive[0] - layer.B, spread, g, dtype)

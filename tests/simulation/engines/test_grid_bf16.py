@@ -20,8 +20,10 @@ from tests.simulation.engines.test_bounds import (
 from tests.simulation.engines.test_drive_bf16 import (
     MULTI_EDGE,
     assert_same_run,
+    multi_edge_inputs,
     multi_edge_layers,
     random_cnn_case,
+    resolvable,
 )
 from tests.simulation.engines.test_grid_patches import brute_max_f as grid_brute_max_f
 from tests.simulation.engines.test_grid_patches import stress_edges
@@ -244,13 +246,9 @@ def test_bf16_grid_is_sound_on_multi_edge_populations(name: str, spread: float,
     """Residual sums, downsampling and identity shortcuts (summed in float32 from their float32
     inputs), inverted residuals, concatenations: biases moved so that the first sample's
     neurons peak within ±spread·B of the threshold; the default grid and the median alone."""
-    if dtype == torch.float32:
-        spread = max(spread, 1e-5)  # float32 biases cannot resolve less
+    spread = resolvable(spread, dtype)
     g = torch.Generator().manual_seed(5)
-    layers = multi_edge_layers(name, 2, dtype)
-    assert layers
-    for i, layer in enumerate(layers):
-        xs = stress_edges(layer, 3, 31 + i, 2.0, dtype)
+    for layer, xs in multi_edge_inputs(name, 2, 31, dtype):
         with torch.no_grad():
             move_to_threshold(layer, grid_brute_max_f(layer, xs)[0], spread, g, dtype)
         z = layer.z(xs)
