@@ -291,9 +291,8 @@ class Affine:
             out = _blocked_mm(x2, w) if rows_invariant else x2 @ w.T
             return out.reshape(x.shape[0], *self.out_shape)
         if self.is_channel_scale:  # one product per output: exactly the convolution's value
-            view = (1, -1) + (1,) * self.dims
-            strided = x[(slice(None), slice(None), *(slice(None, None, s) for s in self.stride))]
-            return strided * w.reshape(view)
+            strided, scale = self.channel_scale_operands(x, w)
+            return strided * scale
         sym = all(self.pad[2 * i] == self.pad[2 * i + 1] for i in range(self.dims))
         padding: tuple[int, ...] | int = tuple(self.pad[0::2]) if sym else 0
         if not sym:
@@ -327,6 +326,13 @@ class Affine:
         (output maps of at most :data:`GEMM_MAX_POSITIONS` positions)."""
         return (self.kind == "conv" and self.dims == 2 and self.groups == 1
                 and 0 < math.prod(self.out_shape[1:]) <= GEMM_MAX_POSITIONS)
+
+    def channel_scale_operands(self, x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+        """For a :attr:`is_channel_scale` edge: its input subsampled by the stride (a view)
+        and its weight as a per-channel view broadcasting against it — the edge's ``W x`` is
+        their product."""
+        strided = x[(slice(None), slice(None), *(slice(None, None, s) for s in self.stride))]
+        return strided, weight.reshape((1, -1) + (1,) * self.dims)
 
     @property
     def is_channel_scale(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["rsub"]
+__all__ = ["positive_part", "rsub"]
 
 
 def rsub(c: float, x: Tensor, *, out: Tensor | None = None) -> Tensor:
@@ -17,3 +17,12 @@ def rsub(c: float, x: Tensor, *, out: Tensor | None = None) -> Tensor:
     exactly in IEEE arithmetic, and both forms round ``c`` to ``x``'s dtype first."""
     ct = torch.scalar_tensor(c, dtype=x.dtype, device=x.device)
     return torch.sub(ct, x) if out is None else torch.sub(ct, x, out=out)
+
+
+def positive_part(x: Tensor) -> Tensor:
+    """``max(x, 0)``: ``x`` itself when no entry is negative (one reduction instead of a new
+    map, for callers that only read the result), else a new clamped map (``x`` is never
+    written). A NaN makes the minimum NaN, and then the clamp runs."""
+    if x.numel() and float(x.min()) >= 0.0:
+        return x
+    return torch.clamp_min(x, 0.0)

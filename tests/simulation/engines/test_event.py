@@ -15,6 +15,7 @@ from onespike.simulation.engines import closed
 from onespike.simulation.engines.common import model_a_step
 from onespike.simulation.engines.event import EventEngine, delayed_values
 from onespike.simulation.neurons import AlphaNeuron
+from onespike.simulation.ops import positive_part
 
 
 def reference(v: torch.Tensor, t_max_s: float, d: float, t_min: float) -> torch.Tensor:
@@ -111,11 +112,11 @@ def test_closed_engine_copies_inputs_only_to_change_them() -> None:
     clamped map otherwise (the input unchanged); the certified step leaves its inputs as
     they were."""
     x = torch.tensor([[0.0, 0.5, 1.0]], dtype=torch.float64)
-    assert closed._positive(x) is x
+    assert positive_part(x) is x
     nan = torch.tensor([[float("nan"), -0.5]], dtype=torch.float64)
-    assert closed._positive(nan)[0, 1] == 0.0  # a NaN does not hide the negative entry
+    assert positive_part(nan)[0, 1] == 0.0  # a NaN does not hide the negative entry
     neg = torch.tensor([[-0.5, 0.5, float("-inf")]], dtype=torch.float64)
-    assert closed._positive(neg).tolist() == [[0.0, 0.5, 0.0]]
+    assert positive_part(neg).tolist() == [[0.0, 0.5, 0.0]]
     assert neg.tolist() == [[-0.5, 0.5, float("-inf")]]
     layer = converted_layers(0, "cnn")[1]
     xs = stress_inputs(layer, 3, 0, layer.B_in)

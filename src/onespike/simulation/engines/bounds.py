@@ -53,7 +53,7 @@ from torch import Tensor
 from onespike.errors import ArgumentError
 from onespike.simulation.affine import Affine, bf16_map, keep_packed
 from onespike.simulation.masks import any_along, any_true, count_true
-from onespike.simulation.ops import rsub
+from onespike.simulation.ops import positive_part, rsub
 from onespike.simulation.rounding import bf16_up
 from onespike.simulation.synapses import Synapses, select_rows
 
@@ -219,8 +219,7 @@ class InputMaps:
     def __init__(self, xs: Sequence[Tensor]) -> None:
         self.xs = list(xs)
         self._f32: list[Tensor] | None = None
-        self._bf16: list[Tensor] | None = None
-        self._bf16_edges: dict[int, Tensor] | None = None  # some edges' copies (bf16_at)
+        self._bf16: dict[int, Tensor] = {}  # per edge, as made (bf16_at)
 
     def f32(self) -> list[Tensor]:
         """``max(x, 0)`` rounded to float32, per edge."""
@@ -231,24 +230,14 @@ class InputMaps:
     def bf16(self) -> list[Tensor]:
         """:meth:`f32` rounded to bfloat16 (float64 → float32 → bfloat16: a faithful
         rounding, and faster than the direct cast), 2-d maps channels-last."""
-        if self._bf16 is None:
-            made = self._bf16_edges or {}
-            self._bf16 = [made[i] if i in made else bf16_map(x)
-                          for i, x in enumerate(self.f32())]
-            self._bf16_edges = None
-        return self._bf16
+        return self.bf16_at(range(len(self.xs)))
 
     def bf16_at(self, edges: Sequence[int]) -> list[Tensor]:
         """:meth:`bf16` of the edges ``edges`` only (the others' copies are not made)."""
-        if self._bf16 is not None:
-            return [self._bf16[i] for i in edges]
-        if self._bf16_edges is None:
-            self._bf16_edges = {}
-        f32 = self.f32()
         for i in edges:
-            if i not in self._bf16_edges:
-                self._bf16_edges[i] = bf16_map(f32[i])
-        return [self._bf16_edges[i] for i in edges]
+            if i not in self._bf16:
+                self._bf16[i] = bf16_map(self.f32()[i])
+        return [self._bf16[i] for i in edges]
 
     def select(self, pick: Callable[[list[Tensor]], list[Tensor]]) -> InputMaps:
         """The maps as selected synapses read them (``pick``: e.g. the input channels of a
@@ -256,22 +245,18 @@ class InputMaps:
         already made included."""
         out = type(self)(pick(self.xs))
         out._f32 = None if self._f32 is None else pick(self._f32)
-        out._bf16 = None if self._bf16 is None else pick(self._bf16)
+        if len(self._bf16) == len(self.xs):  # (pick takes every edge)
+            out._bf16 = dict(enumerate(pick(self.bf16())))
         return out
 
 
 def _positive32(x: Tensor) -> Tensor:
     """``max(x, 0)`` rounded to float32 (the same values either way round: rounding is
     monotone and keeps 0): a converted copy is clamped in place (one fresh map, not two); a
-    float32 ``x`` — which ``x.to`` returns itself — is returned as it is when no entry is
-    negative (one reduction; a NaN makes the minimum NaN, and then it is clamped), else
-    clamped out of place (the input is never written)."""
+    float32 ``x`` — which ``x.to`` returns itself — goes through :func:`positive_part`
+    (itself when no entry is negative; the input is never written)."""
     x32 = x.to(torch.float32)
-    if x32 is not x:
-        return x32.clamp_min_(0.0)
-    if x.numel() == 0 or float(x.min()) >= 0.0:
-        return x
-    return torch.clamp_min(x, 0.0)
+    return x32.clamp_min_(0.0) if x32 is not x else positive_part(x)
 
 
 def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor | None = None,
@@ -348,8 +333,7 @@ def _edge_sum_f32(syn: Synapses, edges: Sequence[int], xbs: Sequence[Tensor],
 def _scale_term(a: Affine, x32: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     """A per-channel scale edge's input (subsampled by its stride) and its weights as a float32
     per-channel view: its term of a sum is their product."""
-    x = x32[(slice(None), slice(None), *(slice(None, None, st) for st in a.stride))]
-    return x, w.to(torch.float32).reshape((1, -1) + (1,) * a.dims)
+    return a.channel_scale_operands(x32, w.to(torch.float32))
 
 
 def certify_model_a(

@@ -18,6 +18,7 @@ from torch import Tensor
 from onespike.simulation.engines.common import model_a_step
 from onespike.simulation.engines.step import PopulationStep
 from onespike.simulation.masks import count_per_sample
+from onespike.simulation.ops import positive_part
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
@@ -36,7 +37,7 @@ class ClosedEngine:
 
     def hidden(self, pop: PopulationLike, xs: list[Tensor], *, gain: Tensor | None,
                perturbed: bool) -> PopulationStep:
-        xs = [_positive(x) for x in xs]
+        xs = [positive_part(x) for x in xs]
         model = pop.model
         if self.certify and model.needs_scaling:
             clipped = [model.clip_inputs(x, pop.B_in) for x in xs]
@@ -47,13 +48,4 @@ class ClosedEngine:
         return PopulationStep(model.closed(z), zero, sat, zero.clone())
 
     def readout(self, pop: PopulationLike, xs: list[Tensor]) -> Tensor:
-        return pop.z([_positive(x) for x in xs])
-
-
-def _positive(x: Tensor) -> Tensor:
-    """``max(x, 0)``: ``x`` itself when no entry is negative (one reduction, no new map: the
-    engine only reads its inputs); with a NaN the minimum is NaN, and the clamp runs."""
-    if x.numel() and float(x.min()) >= 0.0:
-        return x
-    return x.clamp_min(0.0)
-
+        return pop.z([positive_part(x) for x in xs])
