@@ -738,6 +738,7 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
     scale_edges, convs = _scale_edges(syn)
     xbs = inputs.bf16_at(convs)
     w_convs = [w_signed[i] for i in convs]
+    shortcuts = [_scale_term(syn.affines[i], x32s[i], w_signed[i]) for i in scale_edges]
     points = [c for c in pts if c < x_max]
     run: Tensor | None = None  # max over c of k_c − ŝ_c  (float32)
     mag: Tensor | None = None  # max over c of |ŝ_c|  (one edge: the output's own dtype)
@@ -767,8 +768,7 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
             sums = torch.zeros((len(group) * bsz, *syn.out_shape), dtype=torch.float32,
                                device=xs[0].device)
         for c, part in zip(group, sums.split(bsz)):
-            for i in scale_edges:
-                x, w = _scale_term(syn.affines[i], x32s[i], w_signed[i])
+            for x, w in shortcuts:
                 part.addcmul_(x.clamp_max(c), w)
             k_c = ((coef - lk64) * c + absolute).to(torch.float32)
             p32 = part.to(torch.float32)  # exact; a mixed-dtype subtraction is slow on CPU
