@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from onespike.data.dataset import Dataset, DatasetFormatError, DatasetNotFoundError, check_split
+from onespike.data.images import open_rgb
 from onespike.data.stream import ImageFolderStream, _normalise
-from onespike.errors import ArgumentError, MissingDependencyError
+from onespike.errors import ArgumentError
 
 __all__ = ["IMAGE_EXTENSIONS", "list_images", "load_imagefolder"]
 
@@ -80,36 +81,6 @@ def list_images(root: str | os.PathLike[str]) -> tuple[list[Path], list[int], li
     if not paths:
         raise DatasetNotFoundError(f"no images in the class folders of {root}")
     return paths, labels, [d.name for d in class_dirs]
-
-
-def _open_rgb(path: Path, resize: int | None, center_crop: int | tuple[int, int] | None):
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - pillow is a matplotlib dependency
-        raise MissingDependencyError("reading image folders needs Pillow (`pip install pillow`)",
-                                     package="pillow") from exc
-    try:
-        with Image.open(path) as im:
-            img = im.convert("RGB")
-    except Exception as exc:
-        raise DatasetFormatError(f"{path}: cannot read image ({exc})") from None
-    if resize is not None:
-        w, h = img.size
-        scale = resize / min(w, h)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        if size != img.size:
-            img = img.resize(size, Image.Resampling.BILINEAR)
-    if center_crop is not None:
-        ch, cw = (center_crop, center_crop) if isinstance(center_crop, int) else center_crop
-        w, h = img.size
-        if cw > w or ch > h:
-            raise DatasetFormatError(
-                f"{path}: image {w}×{h} is smaller than the center crop {cw}×{ch}; "
-                "use resize= as well"
-            )
-        left, top = (w - cw) // 2, (h - ch) // 2
-        img = img.crop((left, top, left + cw, top + ch))
-    return np.asarray(img, dtype=np.uint8)
 
 
 def _check_normalize(normalize: tuple[Sequence[float], Sequence[float]] | None
@@ -171,7 +142,7 @@ def load_imagefolder(
         return ImageFolderStream(paths, labels, classes, f"imagefolder:{folder.name}",
                                  resize=resize, center_crop=center_crop, normalize=norm,
                                  input_range=input_range)
-    arrays = [_open_rgb(p, resize, center_crop) for p in paths]
+    arrays = [open_rgb(p, resize, center_crop) for p in paths]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DatasetFormatError(

@@ -27,6 +27,7 @@ import torch.utils.data
 from torch import Tensor
 
 from onespike.data.dataset import Dataset, DatasetFormatError
+from onespike.data.images import open_rgb
 from onespike.errors import ArgumentError, OutOfRangeError
 
 __all__ = ["ArrayStream", "ImageFolderStream", "StreamingDataset", "is_map_dataset"]
@@ -160,9 +161,7 @@ class ImageFolderStream(StreamingDataset):
         self.resize, self.center_crop = resize, center_crop
 
     def decode(self, index: int) -> Tensor:
-        from onespike.data.imagefolder import _open_rgb
-
-        a = _open_rgb(Path(self.paths[index]), self.resize, self.center_crop)
+        a = open_rgb(Path(self.paths[index]), self.resize, self.center_crop)
         return torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
     def describe_item(self, index: int) -> str:
