@@ -74,7 +74,7 @@ def early_network(seed: int) -> tuple[onespike.SpikingNetwork, torch.Tensor]:
     the threshold: half of them fire before their window — most by saturation (``z > B``),
     a few (seeds 2 and 3) with ``z < B``, the crossing at ``u > 0``. (A network converted with
     ``zeta = 0`` rarely fires early on its own calibration data: B is the data's maximum.)"""
-    from tests.simulation.engines.test_bounds import brute_max_f, move_to_threshold
+    from tests.simulation.engines.bounds.test_bounds import brute_max_f, move_to_threshold
 
     x = sparse_inputs(seed, 30)
     snn = onespike.convert(adversarial_mlp(seed), x, zeta=0.0, progress=False)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.simulation.engines.test_bounds import converted_layers, stress_inputs
+from tests.simulation.engines.bounds.test_bounds import converted_layers, stress_inputs
 
 from onespike.simulation.engines import closed
 from onespike.simulation.engines.common import model_a_step

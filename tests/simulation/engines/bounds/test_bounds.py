@@ -15,6 +15,7 @@ from torch import nn
 import onespike
 from onespike.network.population import SpikingLayer
 from onespike.simulation.engines import bounds, common
+from onespike.simulation.engines.bounds.precision import _f32
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -103,7 +104,7 @@ def test_grid_certificate_is_sound(seed: int, kind: str, skew: float, data) -> N
         grids = [None]
         n_pts = data.draw(st.integers(0, 6))
         raw = data.draw(st.lists(st.floats(0.001, 0.999), min_size=n_pts, max_size=n_pts))
-        grids.append(sorted({bounds._f32(layer.B_in * r) for r in raw}))
+        grids.append(sorted({_f32(layer.B_in * r) for r in raw}))
         for grid in grids:
             ok = bounds.certify_grid(layer, x, z, grid=grid)
             assert not bool((ok & (truth >= 0)).any()), (layer.name, grid)
@@ -185,7 +186,7 @@ def test_grid_certificate_refuses_a_hair_thin_early_spike(excess: float) -> None
     assert float(truth) > 0
     z = layer.affine(x)
     assert float(z) < layer.B  # not mere saturation: the maximum is at u > 0
-    grid = sorted({bounds._f32(float(v)) for v in x.reshape(-1) if 0 < float(v) < layer.B_in})
+    grid = sorted({_f32(float(v)) for v in x.reshape(-1) if 0 < float(v) < layer.B_in})
     for g_ in (None, grid):
         assert not bool(bounds.certify_grid(layer, x, z, grid=g_).any())
     # a comfortable margin is certified by a grid on the breakpoints (tents vanish)

@@ -11,17 +11,24 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tests.helpers.gemm import gemm_everywhere
 from tests.helpers.nets import random_cnn
-from tests.simulation.engines.test_bounds import converted_layers, move_to_threshold, stress_inputs
-from tests.simulation.engines.test_grid_patches import converted, stress_edges
+from tests.helpers.patching import patch_package
+from tests.simulation.engines.bounds.test_bounds import (
+    converted_layers,
+    move_to_threshold,
+    stress_inputs,
+)
+from tests.simulation.engines.bounds.test_grid_patches import converted, stress_edges
 
 import onespike
 from onespike.network.population import Population, SpikingLayer
 from onespike.simulation.engines import bounds
+from onespike.simulation.engines.bounds.drive import _bf16_conv_native, _drive_threshold_bf16
+from onespike.simulation.synapses import Synapses
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
-pytestmark = pytest.mark.skipif(not bounds._bf16_conv_native(),
+pytestmark = pytest.mark.skipif(not _bf16_conv_native(),
                                 reason="no native bfloat16 convolutions on this CPU")
 
 
@@ -94,7 +101,7 @@ def test_bf16_drive_margin_is_needed(seed: int, gemm: bool, monkeypatch) -> None
     assert layers
     if gemm:
         gemm_everywhere(monkeypatch)
-    monkeypatch.setattr(bounds, "_drive_threshold_bf16",
+    patch_package(monkeypatch, bounds, "_drive_threshold_bf16",
                         lambda ly, bias=None: (ly.B - ly.bias).to(torch.float32))
     monkeypatch.setattr(SpikingLayer, "positive_weight_bf16", lambda ly: [
         ly.edge_weight(i).clamp_min(0).to(torch.bfloat16) for i in range(len(ly.edges))])
@@ -143,7 +150,7 @@ def assert_same_run(a: onespike.SimulationResult, b: onespike.SimulationResult) 
 def test_spike_times_do_not_depend_on_the_drive_form(seed: int, monkeypatch) -> None:
     snn, x = random_cnn_case(seed)
     fast = snn.simulate(x)
-    monkeypatch.setattr(bounds, "BF16_DRIVE", False)
+    patch_package(monkeypatch, bounds, "BF16_DRIVE", False)
     assert_same_run(fast, snn.simulate(x))
 
 
@@ -165,15 +172,15 @@ def test_one_edge_comparison_in_bfloat16_decides_as_in_float32(seed: int,
         # biases that put the float32 threshold T at the first sample's drives, or half a
         # bfloat16 step above or below them (T falls by f per unit of bias)
         b0 = layer.bias.double()
-        t0 = bounds._drive_threshold_bf16(layer).double()
+        t0 = _drive_threshold_bf16(layer).double()
         layer.bias = (b0 + 1.0).to(dtype)
-        f = float((t0 - bounds._drive_threshold_bf16(layer).double()).mean())
+        f = float((t0 - _drive_threshold_bf16(layer).double()).mean())
         d0 = drive[0]
         half = (torch.nextafter(d0, torch.full_like(d0, float("inf"))).double()
                 - d0.double()) / 2
         step = torch.randint(-1, 2, d0.shape, generator=g).to(torch.float64)
         layer.bias = (b0 + (t0 - (d0.double() + step * half)) / f).to(dtype)
-        want = drive < bounds._drive_threshold_bf16(layer)
+        want = drive < _drive_threshold_bf16(layer)
         got = bounds.certify_drive(layer, x)
         assert got.is_contiguous() and torch.equal(got, want), layer.name
         assert bool(want[0].any()) and not bool(want[0].all())
@@ -252,7 +259,7 @@ def test_multi_edge_drive_counts_the_shortcut_and_stays_tight(monkeypatch) -> No
         assert bool(clear.any()) and bool(ok[clear].all()), layer.name
         cases.append((layer, xs, gap <= 0))
     # the mutant sums the edges without groups only: the depthwise shortcut is left out
-    monkeypatch.setattr(bounds, "_drive_sum_bf16", lambda layer, maps: bounds.Synapses(
+    patch_package(monkeypatch, bounds, "_drive_sum_bf16", lambda layer, maps: Synapses(
         [a for a in layer.synapses.affines if a.groups == 1]).linear(
         [x for a, x in zip(layer.synapses.affines, maps.bf16()) if a.groups == 1],
         [w for a, w in zip(layer.synapses.affines, layer.positive_weight_bf16())

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.simulation.engines.test_bounds import converted_layers, stress_inputs
-from tests.simulation.engines.test_late_inputs import conv_net
+from tests.simulation.engines.bounds.test_bounds import converted_layers, stress_inputs
+from tests.simulation.engines.bounds.test_late_inputs import conv_net
 
 import onespike
 from onespike.simulation.engines import bounds

@@ -14,13 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.helpers.dag_nets import ZOO
 from tests.helpers.nets import random_cnn
-from tests.simulation.engines.test_bounds import move_to_threshold
+from tests.helpers.patching import patch_package
+from tests.simulation.engines.bounds.test_bounds import move_to_threshold
 
 import onespike
 from onespike.network.population import Population
 from onespike.simulation import synapses
 from onespike.simulation.affine import Affine
 from onespike.simulation.engines import bounds, common
+from onespike.simulation.engines.bounds import grid as bounds_grid
+from onespike.simulation.engines.bounds.precision import _f32
 
 SETTINGS = settings(max_examples=12, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -102,12 +105,12 @@ def test_both_forms_are_sound_on_multi_edge_populations(seed, name, skew, dtype,
         for need in needs(layer, 3, seed + i):
             decided = {}
             for form, cost in FORMS.items():
-                old = bounds.PATCH_COST
-                bounds.PATCH_COST = cost
+                old = bounds_grid.PATCH_COST
+                bounds_grid.PATCH_COST = cost
                 try:
                     ok = bounds.certify_grid(layer, xs, z, grid=pts, need=need)
                 finally:
-                    bounds.PATCH_COST = old
+                    bounds_grid.PATCH_COST = old
                 assert not bool((ok & (truth >= 0)).any()), (name, layer.name, form)
                 if form == "patch":  # only the needed neurons are computed
                     assert not bool((ok & ~need).any())
@@ -123,7 +126,7 @@ def test_both_forms_are_sound_on_multi_edge_populations(seed, name, skew, dtype,
 def test_both_forms_are_sound_near_the_boundary(form, dtype, spread, monkeypatch) -> None:
     """Biases moved so that the first sample's neurons peak within ±spread·B of the threshold
     (half of them fire early by a hair), on multi-edge and grouped populations."""
-    monkeypatch.setattr(bounds, "PATCH_COST", FORMS[form])
+    patch_package(monkeypatch, bounds, "PATCH_COST", FORMS[form])
     if dtype == torch.float32:
         spread = max(spread, 1e-5)  # float32 biases cannot resolve less
     above = below = 0
@@ -147,7 +150,7 @@ def test_both_forms_are_sound_near_the_boundary(form, dtype, spread, monkeypatch
 
 @pytest.mark.parametrize("form", list(FORMS))
 def test_both_forms_are_sound_with_perturbed_alpha(form, monkeypatch) -> None:
-    monkeypatch.setattr(bounds, "PATCH_COST", FORMS[form])
+    patch_package(monkeypatch, bounds, "PATCH_COST", FORMS[form])
     g = torch.Generator().manual_seed(0)
     for name in ("resnet_basic", "mobilenet_v2"):
         snn, _ = converted(name, 2)
@@ -168,10 +171,10 @@ def test_both_forms_refuse_a_hair_thin_early_spike(form, excess, monkeypatch) ->
     """f peaks at +excess·B on a grid point (so no tent covers it): only the rounding margins
     refuse it; with them switched off (mutation: unit roundoff 0) the float32 sums certify
     it, so the margins are what the test checks."""
-    from tests.simulation.engines.test_bounds import brute_max_f as brute_chain
-    from tests.simulation.engines.test_bounds import one_neuron_layer
+    from tests.simulation.engines.bounds.test_bounds import brute_max_f as brute_chain
+    from tests.simulation.engines.bounds.test_bounds import one_neuron_layer
 
-    monkeypatch.setattr(bounds, "PATCH_COST", FORMS[form])
+    patch_package(monkeypatch, bounds, "PATCH_COST", FORMS[form])
     weights = [0.9, 0.8, -0.7, -0.6, -0.5, 0.3, -0.2, 0.25] * 8
     layer = one_neuron_layer(weights)
     g = torch.Generator().manual_seed(2)
@@ -182,11 +185,11 @@ def test_both_forms_refuse_a_hair_thin_early_spike(form, excess, monkeypatch) ->
         layer.bias.fill_(-base + excess * layer.B)
     assert float(brute_chain(layer, x)) > 0
     z = layer.affine(x)
-    grid = sorted({bounds._f32(float(v)) for v in x.reshape(-1) if 0 < float(v) < layer.B_in})
+    grid = sorted({_f32(float(v)) for v in x.reshape(-1) if 0 < float(v) < layer.B_in})
     need = torch.ones_like(z, dtype=torch.bool)
     assert not bool(bounds.certify_grid(layer, [x], z, grid=grid, need=need).any())
     if excess <= 1e-9:
-        monkeypatch.setattr(bounds, "_U32", 0.0)  # mutation: no float32 rounding margins
+        patch_package(monkeypatch, bounds, "_U32", 0.0)  # mutation: no float32 rounding margins
         assert bool(bounds.certify_grid(layer, [x], z, grid=grid, need=need).all())
 
 
@@ -268,7 +271,7 @@ def test_event_engine_is_unchanged_by_the_form_and_stages_of_the_grid(seed, monk
         for cost in FORMS.values():
             for stages in (common.GRID_STAGES, ((bounds.GRID_QUANTILES, "float32"),),
                            ((bounds.GRID_QUANTILES, "bfloat16"),)):
-                monkeypatch.setattr(bounds, "PATCH_COST", cost)
+                patch_package(monkeypatch, bounds, "PATCH_COST", cost)
                 monkeypatch.setattr(common, "GRID_STAGES", stages)
                 for chunk in (None, 3):
                     res = snn.simulate(x, chunk_size=chunk)

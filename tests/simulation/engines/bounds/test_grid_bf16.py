@@ -11,13 +11,14 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tests.helpers.gemm import gemm_everywhere
-from tests.simulation.engines.test_bounds import (
+from tests.helpers.patching import patch_package
+from tests.simulation.engines.bounds.test_bounds import (
     brute_max_f,
     converted_layers,
     move_to_threshold,
     stress_inputs,
 )
-from tests.simulation.engines.test_drive_bf16 import (
+from tests.simulation.engines.bounds.test_drive_bf16 import (
     MULTI_EDGE,
     assert_same_run,
     multi_edge_inputs,
@@ -25,16 +26,21 @@ from tests.simulation.engines.test_drive_bf16 import (
     random_cnn_case,
     resolvable,
 )
-from tests.simulation.engines.test_grid_patches import brute_max_f as grid_brute_max_f
-from tests.simulation.engines.test_grid_patches import stress_edges
+from tests.simulation.engines.bounds.test_grid_patches import brute_max_f as grid_brute_max_f
+from tests.simulation.engines.bounds.test_grid_patches import stress_edges
 
 from onespike.network.population import SpikingLayer
 from onespike.simulation.engines import bounds, common
+from onespike.simulation.engines.bounds.drive import _bf16_conv_native
+from onespike.simulation.engines.bounds.grid import _wx_pays
+from onespike.simulation.engines.bounds.grid_bf16 import _grid_sums_bf16, _grid_weights_bf16
+from onespike.simulation.engines.bounds.inputs import _scale_term
+from onespike.simulation.engines.bounds.precision import _bf16, _f32, _nchw64
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
-pytestmark = pytest.mark.skipif(not bounds._bf16_conv_native(),
+pytestmark = pytest.mark.skipif(not _bf16_conv_native(),
                                 reason="no native bfloat16 convolutions on this CPU")
 
 
@@ -48,7 +54,7 @@ def breakpoints(layer: SpikingLayer, x: torch.Tensor) -> list[float]:
     """Grid points on (up to 64 of) the first sample's inputs: there ``f`` is evaluated
     exactly up to rounding, with no tent, so only the rounding margin separates a hair-thin
     early spike from a proof."""
-    return sorted({bounds._f32(float(v)) for v in x[0].reshape(-1)
+    return sorted({_f32(float(v)) for v in x[0].reshape(-1)
                    if 0 < float(v) < layer.B_in})[:64]
 
 
@@ -77,7 +83,7 @@ def test_bf16_grid_never_certifies_a_neuron_that_fires_early(
         truth = brute_max_f(layer, x)
         assert bool((truth[0] >= 0).any())
         raw = data.draw(st.lists(st.floats(0.001, 0.999), max_size=6))
-        for grid in (None, [], sorted({bounds._f32(layer.B_in * r) for r in raw}),
+        for grid in (None, [], sorted({_f32(layer.B_in * r) for r in raw}),
                      breakpoints(layer, x)):
             ok = grid_bf16(layer, x, z, grid=grid)
             assert not bool((ok & (truth >= 0)).any()), (layer.name, grid)
@@ -124,8 +130,8 @@ def test_bf16_grid_is_sound_with_perturbed_alpha(seed: int, sigma: float) -> Non
 
 def _no_margin(monkeypatch: pytest.MonkeyPatch) -> None:
     """Mutation: the bfloat16 sums taken at face value (no rounding allowance at all)."""
-    monkeypatch.setattr(bounds, "_UB", 0.0)
-    real = bounds._grid_weights_bf16
+    patch_package(monkeypatch, bounds, "_UB", 0.0)
+    real = _grid_weights_bf16
 
     def exact_weights(layer: SpikingLayer) -> dict:
         w = dict(real(layer))
@@ -134,8 +140,8 @@ def _no_margin(monkeypatch: pytest.MonkeyPatch) -> None:
         w["neg"] = [(-v).clamp_min(0).to(torch.bfloat16) for v in layer.synapses.weights]
         return w
 
-    monkeypatch.setattr(bounds, "_grid_weights_bf16", exact_weights)
-    monkeypatch.setattr(bounds, "_gamma", lambda n, unit: 0.0)
+    patch_package(monkeypatch, bounds, "_grid_weights_bf16", exact_weights)
+    patch_package(monkeypatch, bounds, "_gamma", lambda n, unit: 0.0)
 
 
 @pytest.mark.parametrize("gemm", [False, True])
@@ -208,8 +214,8 @@ def test_bf16_maps_are_the_rounded_float32_maps(seed: int) -> None:
     xb = x.to(torch.bfloat16)
     for c in [float(x[7]), float(ties[3]), float(ties[11]), 1e-30, 6.999, *torch.rand(
             20, generator=g).mul(7.0).tolist()]:
-        c = bounds._f32(c)
-        assert torch.equal(xb.clamp_max(bounds._bf16(c)), x.clamp_max(c).to(torch.bfloat16))
+        c = _f32(c)
+        assert torch.equal(xb.clamp_max(_bf16(c)), x.clamp_max(c).to(torch.bfloat16))
 
 
 @pytest.mark.parametrize("fraction", [0.0, float("inf")])
@@ -218,7 +224,7 @@ def test_bf16_grid_on_float32_networks_is_sound_with_either_bound_of_z(
         seed: int, fraction: float, monkeypatch) -> None:
     """The rounding of a float32 ``z`` bounded with the computed ``Σ|W|x`` (fraction 0) or
     the crude ``A·u_end`` (fraction ∞): sound either way, within 1e-5·B of the threshold."""
-    monkeypatch.setattr(bounds, "WX_CRUDE_FRACTION", fraction)
+    patch_package(monkeypatch, bounds, "WX_CRUDE_FRACTION", fraction)
     g = torch.Generator().manual_seed(seed)
     for i, layer in enumerate(conv_layers(seed, torch.float32)):
         x = stress_inputs(layer, 3, seed + i, 3.0)
@@ -226,7 +232,7 @@ def test_bf16_grid_on_float32_networks_is_sound_with_either_bound_of_z(
             move_to_threshold(layer, brute_max_f(layer, x)[0], 1e-5, g, torch.float32)
         z = layer.affine(x)
         pts = bounds.grid_points(x, layer.B_in)
-        assert bounds._wx_pays(layer, z, pts, layer.B_in) == (fraction == 0.0)
+        assert _wx_pays(layer, z, pts, layer.B_in) == (fraction == 0.0)
         truth = brute_max_f(layer, x)
         ok = grid_bf16(layer, x, z)
         assert not bool((ok & (truth >= 0)).any()), layer.name
@@ -235,7 +241,7 @@ def test_bf16_grid_on_float32_networks_is_sound_with_either_bound_of_z(
 def test_float64_networks_never_compute_the_sum_for_z() -> None:
     layer = conv_layers(0)[0]
     x = stress_inputs(layer, 2, 0, 1.0)
-    assert not bounds._wx_pays(layer, layer.affine(x), [1e-9], layer.B_in)
+    assert not _wx_pays(layer, layer.affine(x), [1e-9], layer.B_in)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -286,17 +292,17 @@ def test_bf16_grid_sums_count_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> N
         out = []
         for layer, xs, pts, x_max, lk, ref in cases:
             knots = sorted({0.0, *pts, x_max})
-            low, _, _, _ = bounds._grid_sums_bf16(
+            low, _, _, _ = _grid_sums_bf16(
                 layer, layer.synapses, bounds.InputMaps(xs), None, pts, knots, x_max,
                 max(layer.B_in, x_max), lk, need_wx=False)
             a = layer.synapses.channel_abs_sum().reshape(-1, 1, 1)
-            out.append((bounds._nchw64(low), ref, a * x_max))
+            out.append((_nchw64(low), ref, a * x_max))
         return out
 
     for low, ref, scale in lows():
         assert bool((low >= ref).all())
         assert bool((low - ref <= 2.0**-5 * scale).all())
-    real = bounds._scale_term
-    monkeypatch.setattr(bounds, "_scale_term",
+    real = _scale_term
+    patch_package(monkeypatch, bounds, "_scale_term",
                         lambda a, x32, w: (real(a, x32, w)[0], 2.0 * real(a, x32, w)[1]))
     assert any(bool((low < ref).any()) for low, ref, _ in lows())

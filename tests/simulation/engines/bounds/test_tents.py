@@ -11,10 +11,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.simulation.engines.test_bounds import converted_layers, stress_inputs
+from tests.helpers.patching import patch_package
+from tests.simulation.engines.bounds.test_bounds import converted_layers, stress_inputs
 
 from onespike.simulation.affine import Affine
 from onespike.simulation.engines import bounds
+from onespike.simulation.engines.bounds.tents import _tent_sum, _tents
 from onespike.simulation.synapses import Synapses
 
 SETTINGS = settings(max_examples=25, deadline=None,
@@ -48,8 +50,8 @@ def test_blocked_tents_equal_the_whole_map_formula(
     knots = [0.0, *inner, 1.0]
     top = float(x.max()) if x.numel() else 0.0
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(bounds, "TENT_BLOCK", block)
-        got = bounds._tents(x, knots, top, out)
+        patch_package(mp, bounds, "TENT_BLOCK", block)
+        got = _tents(x, knots, top, out)
     want = whole_map_tents(x, knots, top)
     assert got.shape == x.shape and got.dtype == (dtype if out is None else out)
     assert torch.equal(got, want.to(got.dtype))
@@ -58,7 +60,7 @@ def test_blocked_tents_equal_the_whole_map_formula(
 def test_blocked_tents_of_a_strided_map() -> None:
     x = torch.rand(6, 8, dtype=torch.float32).t()  # not contiguous
     knots = [0.0, 0.25, 0.5, 1.0]
-    assert torch.equal(bounds._tents(x, knots, 1.0), whole_map_tents(x, knots, 1.0))
+    assert torch.equal(_tents(x, knots, 1.0), whole_map_tents(x, knots, 1.0))
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
@@ -70,7 +72,7 @@ def test_grid_verdicts_do_not_depend_on_the_tent_block(
         z = layer.z([x])
         verdicts = []
         for block in (1 << 16, 5):
-            monkeypatch.setattr(bounds, "TENT_BLOCK", block)
+            patch_package(monkeypatch, bounds, "TENT_BLOCK", block)
             verdicts.append(bounds.certify_grid(layer, [x], z.clone(), precision=precision))
         assert torch.equal(verdicts[0], verdicts[1])
 
@@ -83,11 +85,11 @@ def test_blocks_per_thread_give_the_same_tents(threads: int,
     g = torch.Generator().manual_seed(threads)
     x = torch.rand(3, 5, 7, 11, generator=g) * (torch.rand(3, 5, 7, 11, generator=g) > 0.2)
     knots = [0.0, 0.2, 0.45, 0.7, 1.0]
-    monkeypatch.setattr(bounds, "TENT_BLOCK", 97)  # 97·threads does not divide 1155
+    patch_package(monkeypatch, bounds, "TENT_BLOCK", 97)  # 97·threads does not divide 1155
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        got = bounds._tents(x, knots, float(x.max()), torch.bfloat16)
+        got = _tents(x, knots, float(x.max()), torch.bfloat16)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(got, whole_map_tents(x, knots, float(x.max())).to(torch.bfloat16))
@@ -111,9 +113,9 @@ def test_tent_sum_leaves_out_edges_without_inhibition(signs: tuple[bool, bool]) 
 
     def tents(x: torch.Tensor) -> torch.Tensor:
         made.append(1)
-        return bounds._tents(x, [0.0, 0.3, 0.7, 1.0], 1.0)
+        return _tents(x, [0.0, 0.3, 0.7, 1.0], 1.0)
 
-    got = bounds._tent_sum(syn, xs, w_neg, tents)
-    want = syn.linear([bounds._tents(x, [0.0, 0.3, 0.7, 1.0], 1.0) for x in xs], w_neg)
+    got = _tent_sum(syn, xs, w_neg, tents)
+    want = syn.linear([_tents(x, [0.0, 0.3, 0.7, 1.0], 1.0) for x in xs], w_neg)
     assert len(made) == sum(signs)
     assert torch.allclose(got, want, rtol=1e-12, atol=0.0) and got.shape == want.shape

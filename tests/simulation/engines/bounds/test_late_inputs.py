@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.helpers.patching import patch_package
 from torch import nn
 
 import onespike
 from onespike.simulation.engines import bounds, common
+from onespike.simulation.engines.bounds.late import _fan_in_min
 
 
 def conv_net() -> nn.Module:
@@ -54,7 +56,7 @@ def test_certificates_leave_their_inputs_alone(dtype: torch.dtype, bf16: bool,
     """The certificates read the edge inputs that the late-input check and the exact walk
     read after them: they never write into them (a float32 map's ``.to(float32)`` is the
     map itself, so an in-place clamp there would erase the late inputs)."""
-    monkeypatch.setattr(bounds, "BF16_DRIVE", bf16)
+    patch_package(monkeypatch, bounds, "BF16_DRIVE", bf16)
     model = conv_net()
     snn = onespike.convert(model, torch.rand(8, 1, 8, 8), progress=False, dtype=dtype)
     g = torch.Generator().manual_seed(1)
@@ -74,7 +76,7 @@ def test_fan_in_min_matches_gathered_patches() -> None:
     v = snn.encode(x)
     for layer in snn.hidden_layers:
         xin = layer.routed(v) - 0.3
-        mins = bounds._fan_in_min(layer, [xin])
+        mins = _fan_in_min(layer, [xin])
         index = torch.arange(mins.numel())
         xs, _ = layer.affine.gather(xin, index, fill=float("inf"))
         assert torch.allclose(mins.reshape(-1), xs.amin(dim=1))
@@ -117,5 +119,5 @@ def test_certify_late_is_sound_near_the_threshold(dtype: torch.dtype, monkeypatc
 
     layer, xin, late = _near_threshold_case(dtype, 0)
     assert unsound(layer, xin, late) == 0
-    monkeypatch.setattr(bounds, "late_margin_scale", lambda: -1e10)  # mutation: margin < 0
+    patch_package(monkeypatch, bounds, "late_margin_scale", lambda: -1e10)  # mutation: margin < 0
     assert unsound(layer, xin, late) > 0  # the checker catches an unsound bound

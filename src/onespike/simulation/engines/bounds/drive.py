@@ -1,0 +1,181 @@
+"""The drive certificate ``b + Σ_j W⁺_ij x_j < B`` (docs/method.md §7): one float32 — or, where
+oneDNN has native bfloat16 convolutions, bfloat16 with float32 accumulation — convolution/GEMM
+with the positive weights, compared with a threshold lowered by every rounding's bound."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from onespike.simulation.engines.bounds.inputs import (
+    InputMaps,
+    _edge_sum_f32,
+    _edges,
+    _scale_edges,
+    _scale_term,
+)
+from onespike.simulation.engines.bounds.late import certify_late
+from onespike.simulation.engines.bounds.precision import _U32, _f32_down, sum_dtype
+from onespike.simulation.masks import any_true
+from onespike.simulation.rounding import bf16_up
+
+if TYPE_CHECKING:
+    from onespike.simulation.protocols import PopulationLike
+
+
+#: Let :func:`certify_drive` sum in bfloat16 where :func:`bf16_drive_available` (tests switch
+#: it off to compare both paths).
+BF16_DRIVE = True
+
+
+def bf16_drive_available(layer: PopulationLike, device: torch.device) -> bool:
+    """Whether :func:`certify_drive` may sum in bfloat16: enabled (:data:`BF16_DRIVE`), a CPU
+    whose oneDNN has native bfloat16 convolutions (AVX512-BF16/AMX: several times faster
+    than float32 there), and only convolution edges (oneDNN's direct convolution multiplies
+    bfloat16 pairs exactly and accumulates in float32; CPU bfloat16 matrix products have had
+    other accumulation paths, so Linear layers keep float32)."""
+    if not BF16_DRIVE or device.type != "cpu" or not _bf16_conv_native():
+        return False
+    return all(a.kind == "conv" for a in layer.synapses.affines)
+
+
+@functools.cache
+def _bf16_conv_native() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _drive_threshold32(layer: PopulationLike, bias: Tensor | None = None) -> Tensor:
+    """float32 map ``T`` with: ``d̂ < T`` ⇒ ``b + d < B`` for the float32-computed excitatory
+    drive ``d̂`` of the exact ``d = Σ_j W⁺_ij x_j`` (non-negative terms, so
+    ``d ≤ d̂·(1 + 2γ)`` with ``γ = (K + 2)·2⁻²⁴``). ``T = (B − b)/(1 + 2γ)`` rounded down to
+    float32. Cached per layer for the unperturbed bias."""
+
+    def make() -> Tensor:
+        b = layer.bias if bias is None else bias
+        gamma = (layer.synapses.fan_in + 2) * _U32
+        if b.dtype == torch.float32:
+            gamma *= 2.0  # b and B themselves are then only float32
+        return _f32_down((layer.B - b.to(torch.float64)) / (1.0 + 2.0 * gamma))
+
+    return make() if bias is not None else layer.derived("threshold32", make)
+
+
+def _drive_threshold_bf16(layer: PopulationLike, bias: Tensor | None = None) -> Tensor:
+    """float32 map ``T`` with: ``d̂ < T`` ⇒ ``b + d < B`` for the excitatory drive ``d̂``
+    computed from bfloat16 inputs and weights, for the exact ``d = Σ_j W⁺_ij x_j`` (all terms
+    non-negative, so every rounding is a relative one):
+
+    * weights rounded *up* to bfloat16 (``Ŵ ≥ W⁺``), inputs rounded faithfully
+      (``x ≤ x̂/(1 − 2⁻⁷)``, also under double rounding float64 → float32 → bfloat16);
+    * bfloat16 products are exact in float32; their float32 sum in any order, plus the
+      float32 sum over the ``E`` edges: ``s ≤ ŝ/(1 − γ)``, ``γ = (K + E)·2⁻²³`` (twice the
+      unit roundoff: any rounding mode);
+    * each edge's output rounded faithfully to bfloat16 (factor ``1/(1 − 2⁻⁷)``);
+    * flushed subnormals (hardware bfloat16 units flush them): at most
+      ``2⁻¹²⁶·max(1, Ŵ_max, B_in)`` per term, ``2(K + E)`` such terms.
+
+    Hence ``d ≤ d̂ / ((1 − 2⁻⁷)²(1 − γ)) + a`` and ``T = (B − b − a)(1 − 2⁻⁷)²(1 − γ)``
+    rounded down to float32. Cached per layer for the unperturbed bias."""
+
+    def make() -> Tensor:
+        b = layer.bias if bias is None else bias
+        terms = layer.synapses.fan_in + len(layer.synapses.affines)
+        gamma = terms * 2.0**-23
+        if b.dtype == torch.float32:
+            gamma *= 2.0  # b and B themselves are then only float32 (as for float32 sums)
+        wmax = max(float(w.float().max()) if w.numel() else 0.0
+                   for w in layer.positive_weight_bf16())
+        absolute = 2.0 * terms * 2.0**-126 * max(1.0, wmax, layer.B_in)
+        ub = 2.0**-7
+        return _f32_down((layer.B - b.to(torch.float64) - absolute)
+                         * ((1.0 - ub) ** 2 * (1.0 - gamma)))
+
+    return make() if bias is not None else layer.derived("threshold_bf16", make)
+
+
+def _drive_threshold_bf16_up(layer: PopulationLike, bias: Tensor | None = None) -> Tensor:
+    """:func:`_drive_threshold_bf16` rounded up to bfloat16 (the smallest bfloat16 ≥ ``T``):
+    for a bfloat16 ``d̂``, ``d̂ < T`` exactly when ``d̂ < T↑``. Cached per layer for the
+    unperturbed bias."""
+
+    def make() -> Tensor:
+        return bf16_up(_drive_threshold_bf16(layer, bias))
+
+    return make() if bias is not None else layer.derived("threshold_bf16_up", make)
+
+
+def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor | None = None,
+                  *, maps: InputMaps | None = None) -> Tensor:
+    """``b + Σ_j W⁺_ij x_j⁺ < B`` (docs/method.md) with the excitatory drive over every edge
+    computed in float32 — in bfloat16 with float32 accumulation where that is native and
+    faster (:func:`bf16_drive_available`) — and compared with a rigorously rounded
+    threshold. ``bias`` replaces ``b`` (perturbed dynamics); ``maps``: the step's
+    :class:`InputMaps` of ``xs`` (made here if not given). Boolean map (B, *out_shape)."""
+    xs = _edges(xs)
+    if maps is None:
+        maps = InputMaps(xs)
+    if bf16_drive_available(layer, xs[0].device):
+        syn = layer.synapses
+        if len(syn.affines) == 1:
+            # one edge: the drive is a bfloat16 map d̂, and d̂ < T ⇔ d̂ < T↑ (T rounded up to
+            # bfloat16: no bfloat16 lies in [T, T↑)) — one bfloat16 comparison, which also
+            # reorders a channels-last d̂ into the NCHW result
+            drive = syn.linear(maps.bf16(), layer.positive_weight_bf16(), any_layout=True)
+            ok = torch.empty(drive.shape, dtype=torch.bool, device=drive.device)
+            return torch.lt(drive, _drive_threshold_bf16_up(layer, bias), out=ok)
+        return _drive_sum_bf16(layer, maps) < _drive_threshold_bf16(layer, bias)
+    dt = sum_dtype(xs[0].device)
+    drive = layer.synapses.linear([x.to(dt) for x in maps.f32()],
+                                  [w.to(dt) for w in layer.positive_weight32()])
+    return drive < _drive_threshold32(layer, bias)
+
+
+def _drive_sum_bf16(layer: PopulationLike, maps: InputMaps) -> Tensor:
+    """The excitatory drive ``Σ_e Σ_j Ŵ⁺_e,ij x̂_j`` of a population with several edges, in
+    float32 (NCHW): the convolution edges as bfloat16 sums (float32 accumulation, each
+    output rounded to bfloat16), summed in float32; a per-channel scale edge (an identity
+    shortcut after folding: one weight per neuron) as ``ŵ⁺·x`` from the float32 copy of its
+    input, added in the same float32 sum — no bfloat16 map of that input, no product in
+    bfloat16, one pass. Each such term is within a relative ``2⁻²³`` of the exact
+    ``W⁺·x`` (the input's and the product's float32 roundings: less than the ``(1 −
+    2⁻⁷)²`` of a bfloat16 edge that :func:`_drive_threshold_bf16` allows every edge), so
+    the same threshold holds."""
+    syn = layer.synapses
+    weights = layer.positive_weight_bf16()
+    scale, convs = _scale_edges(syn)
+    drive = (_edge_sum_f32(syn, convs, maps.bf16_at(convs), [weights[i] for i in convs])
+             if convs else None)
+    x32s = maps.f32()
+    for i in scale:
+        x, w = _scale_term(syn.affines[i], x32s[i], weights[i])
+        drive = x * w if drive is None else drive.addcmul_(x, w)
+    assert drive is not None
+    return drive
+
+
+def certify_model_a(
+    layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor | None = None, *,
+    late_ok: bool = False,
+) -> Tensor:
+    """:func:`certify_drive`, and for neurons with inputs arriving after ``t_min``
+    (``x_j < 0``, only under perturbations) :func:`certify_late` when ``late_ok`` (otherwise
+    such neurons are never certified)."""
+    xs = _edges(xs)
+    syn = layer.synapses
+    ok = certify_drive(layer, xs, bias)
+    late = [x < 0 for x in xs]
+    if any(any_true(m) for m in late):
+        if late_ok:
+            ok &= certify_late(layer, xs, late)
+        else:
+            dt = xs[0].dtype
+            nz = [(w != 0).to(dt) for w in syn.weights]
+            ok &= syn.linear([m.to(dt) for m in late], nz) == 0
+    return ok

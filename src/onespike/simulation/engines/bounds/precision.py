@@ -1,0 +1,70 @@
+"""Rounding facts the certificates' margins rest on: whether float32 sums are IEEE on a
+device (else they run in float64), float32/bfloat16 roundings of scalars, and ``γ_n``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+_U32 = 2.0**-24
+
+
+def float32_is_ieee(device: torch.device) -> bool:
+    """Whether float32 matmuls and convolutions on ``device`` round as IEEE float32 under the
+    current backend settings (no TF32/bf16 shortcuts). Reads the flags, never sets them."""
+    backends = torch.backends
+    new_api = hasattr(getattr(backends.cudnn, "conv", None), "fp32_precision")
+    if device.type == "cuda":
+        if new_api:
+            mm = backends.cuda.matmul.fp32_precision
+            conv = backends.cudnn.conv.fp32_precision  # type: ignore[attr-defined]
+            mm_ok = mm == "ieee" or (mm == "none" and not backends.cuda.matmul.allow_tf32
+                                     and torch.get_float32_matmul_precision() == "highest")
+            return mm_ok and conv == "ieee"
+        return not backends.cuda.matmul.allow_tf32 and not backends.cudnn.allow_tf32
+    if device.type == "cpu":
+        if new_api:
+            return all(getattr(o, "fp32_precision", "none") in ("none", "ieee")
+                       # torch's stubs omit the PropModule's matmul/conv (torch >= 2.9)
+                       for o in (backends.mkldnn.matmul,  # type: ignore[attr-defined]
+                                 backends.mkldnn.conv))  # type: ignore[attr-defined]
+        return True
+    return False
+
+
+def sum_dtype(device: torch.device) -> torch.dtype:
+    """dtype of the certificates' fast sums: float32 where it is IEEE, else float64."""
+    return torch.float32 if float32_is_ieee(device) else torch.float64
+
+
+def _f32_down(exact: Tensor) -> Tensor:
+    """float64 ``exact`` rounded down to float32 (every entry ≤ ``exact``)."""
+    t32 = exact.to(torch.float32)
+    return torch.where(t32.to(torch.float64) > exact,
+                       torch.nextafter(t32, torch.full_like(t32, float("-inf"))), t32)
+
+
+def _bf16(v: float) -> float:
+    """``v`` rounded to the nearest bfloat16 (ties to even), as a tensor cast rounds."""
+    return float(torch.tensor(v, dtype=torch.float32).to(torch.bfloat16))
+
+
+def _f32(v: float, *, up: bool = False) -> float:
+    """``v`` rounded to the nearest float32 (``up``: to the nearest float32 ≥ v)."""
+    with np.errstate(over="ignore"):  # beyond float32's range: ±inf, as a cast would
+        r = float(np.float32(v))
+    if up and r < v:
+        r = float(np.nextafter(np.float32(r), np.float32(np.inf)))
+    return r
+
+
+def _gamma(n: int, unit: float) -> float:
+    """``γ_n = n·u/(1 − n·u)``: relative error bound of an n-term floating-point sum."""
+    nu = n * unit
+    return nu / (1.0 - nu) if nu < 1.0 else float("inf")
+
+
+def _nchw64(t: Tensor) -> Tensor:
+    """``t`` in float64, NCHW-contiguous (a channels-last map reordered in the same pass)."""
+    return t.to(torch.float64, memory_format=torch.contiguous_format)
