@@ -1,4 +1,5 @@
-"""``rsub``: ``c − x`` in one pass, bit for bit the two-pass ``(−x) + c``."""
+"""``rsub``: ``c − x`` in one pass, bit for bit the two-pass ``(−x) + c``; ``weight_fact``:
+facts kept on weights until they change."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onespike.simulation.ops import rsub
+from onespike.simulation.ops import rsub, weight_fact
 
 
 @settings(max_examples=50, deadline=None)
@@ -28,3 +29,41 @@ def test_rsub_keeps_dtype_and_device() -> None:
     x = torch.zeros(3, dtype=torch.float32)
     assert rsub(0.1, x).dtype == torch.float32
     assert rsub(0.1, x)[0].item() == pytest.approx(0.1, rel=1e-7)
+
+
+def test_weight_fact_is_computed_once_per_weight_version() -> None:
+    """A fact is kept on the tensor: asked again, it is not recomputed; an in-place write (a
+    new version) recomputes it; facts of other names and of other tensors are apart."""
+    w = torch.zeros(4, 3, dtype=torch.float64)
+    calls: list[str] = []
+
+    def nonzero(t: torch.Tensor) -> bool:
+        calls.append("nonzero")
+        return bool(t.ne(0).any())
+
+    def total(t: torch.Tensor) -> float:
+        calls.append("total")
+        return float(t.sum())
+
+    assert weight_fact(w, "nonzero", nonzero) is False
+    assert weight_fact(w, "nonzero", nonzero) is False
+    assert weight_fact(w, "total", total) == 0.0
+    assert calls == ["nonzero", "total"]
+    w[1, 2] = 3.0  # in place: a new version
+    assert weight_fact(w, "nonzero", nonzero) is True and weight_fact(w, "total", total) == 3.0
+    assert calls == ["nonzero", "total", "nonzero", "total"]
+    v = w[2:]  # a view: another storage offset, its own facts
+    assert weight_fact(v, "nonzero", nonzero) is False
+    assert weight_fact(w.clone(), "total", total) == 3.0
+    assert len(calls) == 6
+
+
+def test_has_nonzero_follows_in_place_writes() -> None:
+    from onespike.simulation.engines.bounds.tents import _has_nonzero
+
+    w = torch.zeros(2, 2, dtype=torch.bfloat16)
+    assert not _has_nonzero(w) and not _has_nonzero(w)
+    w[0, 1] = 1.0
+    assert _has_nonzero(w)
+    w.zero_()
+    assert not _has_nonzero(w)

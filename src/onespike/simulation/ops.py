@@ -1,11 +1,16 @@
-"""One-pass elementwise helpers for the simulation's large maps."""
+"""One-pass elementwise helpers for the simulation's large maps, and facts kept on weights."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 
-__all__ = ["positive_part", "rsub"]
+__all__ = ["positive_part", "rsub", "weight_fact"]
+
+_T = TypeVar("_T")
 
 
 def rsub(c: float, x: Tensor, *, out: Tensor | None = None) -> Tensor:
@@ -26,3 +31,24 @@ def positive_part(x: Tensor) -> Tensor:
     if x.numel() and float(x.min()) >= 0.0:
         return x
     return torch.clamp_min(x, 0.0)
+
+
+def weight_fact(w: Tensor, name: str, compute: Callable[[Tensor], _T]) -> _T:
+    """``compute(w)``, kept on the tensor ``w`` itself under ``name`` for as long as its storage,
+    version, shape, dtype and device stay the same (an in-place write bumps the version, so a
+    changed weight is scanned again). For facts about long-lived weights — the populations'
+    own and the certificates' cached copies — that a scan would otherwise recompute at every
+    step (a 512 × 4608 weight: several milliseconds). The facts go with ``w``: no global
+    cache to grow or to invalidate."""
+    key = (w.data_ptr(), w._version, tuple(w.shape), w.dtype, w.device)
+    facts: dict[str, tuple[tuple[object, ...], object]] | None = getattr(
+        w, "_onespike_facts", None)
+    if facts is None:
+        facts = {}
+        w._onespike_facts = facts  # type: ignore[attr-defined]
+    hit = facts.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[1]  # type: ignore[return-value]
+    value = compute(w)
+    facts[name] = (key, value)
+    return value

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from onespike.simulation.affine import Affine
+from onespike.simulation.ops import weight_fact
 
 __all__ = ["Synapses", "select_rows"]
 
@@ -227,18 +228,16 @@ LIVE_ROWS_FRACTION = 0.75
 
 def _live_rows(a: Affine, w: Tensor) -> Tensor | None:
     """Indices of the output rows (channels / features) of ``w`` with a non-zero weight, or
-    None to compute every row (grouped convolutions; most rows non-zero). Kept on ``w``
-    itself for as long as its storage and version stay the same: the populations' weights
-    and the certificates' cached copies are scanned once, not at every sum (a 512 × 4608
-    weight: 6 ms a scan)."""
+    None to compute every row (grouped convolutions; most rows non-zero). A fact kept on
+    ``w`` (:func:`~onespike.simulation.ops.weight_fact`): the populations' weights and the
+    certificates' cached copies are scanned once, not at every sum (a 512 × 4608 weight:
+    6 ms a scan)."""
     if a.groups != 1:
         return None
-    key = (w.data_ptr(), w._version, tuple(w.shape), w.dtype, w.device)
-    hit = getattr(w, "_onespike_live_rows", None)
-    if hit is not None and hit[0] == key:
-        return hit[1]
+    return weight_fact(w, "live_rows", _scan_live_rows)
+
+
+def _scan_live_rows(w: Tensor) -> Tensor | None:
     live = w.reshape(w.shape[0], -1).ne(0).any(dim=1)
-    rows = None if int(live.sum()) > LIVE_ROWS_FRACTION * w.shape[0] else \
+    return None if int(live.sum()) > LIVE_ROWS_FRACTION * w.shape[0] else \
         live.nonzero().reshape(-1)
-    w._onespike_live_rows = (key, rows)  # type: ignore[attr-defined]
-    return rows

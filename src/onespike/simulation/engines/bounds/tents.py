@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from onespike.simulation.ops import weight_fact
 from onespike.simulation.synapses import Synapses
 
 #: Elements of the input map per block of :func:`_tents` and per thread (its scratch maps
@@ -79,12 +80,5 @@ def _tent_sum(syn: Synapses, x32s: Sequence[Tensor], w_neg: Sequence[Tensor],
 
 
 def _has_nonzero(w: Tensor) -> bool:
-    """Whether ``w`` has a non-zero entry (kept on a long-lived weight, e.g. the cached
-    bfloat16 copies, for as long as its storage and version stay the same)."""
-    key = (w.data_ptr(), w._version, tuple(w.shape), w.dtype)
-    hit = getattr(w, "_onespike_nonzero", None)
-    if hit is not None and hit[0] == key:
-        return bool(hit[1])
-    found = bool(w.ne(0).any())
-    w._onespike_nonzero = (key, found)  # type: ignore[attr-defined]
-    return found
+    """Whether ``w`` has a non-zero entry (a fact kept on the weight: :func:`weight_fact`)."""
+    return weight_fact(w, "has_nonzero", lambda t: bool(t.ne(0).any()))
