@@ -1,4 +1,5 @@
-"""Mask reductions on uint8 views agree with torch's boolean reductions."""
+"""Mask reductions (uint8 views; numpy counts of contiguous CPU masks, torch's otherwise) agree
+with torch's boolean reductions."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def test_reductions_match_torch(p: float, strided: bool) -> None:
         m = m.transpose(1, 3)
     assert any_true(m) == bool(m.any())
     assert count_true(m) == int(m.sum())
-    assert torch.equal(count_per_sample(m), m.reshape(m.shape[0], -1).sum(dim=1))
+    per = count_per_sample(m)
+    assert per.dtype == torch.int64 and per.device == m.device
+    assert torch.equal(per, m.reshape(m.shape[0], -1).sum(dim=1))
     for dim in range(m.dim()):
         assert torch.equal(any_along(m, dim), m.any(dim=dim))
 

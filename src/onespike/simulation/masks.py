@@ -2,10 +2,14 @@
 
 torch's reductions of ``bool`` tensors on the CPU are slow (``any`` of 4M entries: 3.6 ms,
 its ``uint8`` view's ``max``: 0.1 ms; along a dimension, 6 ms against 0.2 ms): these helpers
-reduce the mask's ``uint8`` view instead (same bytes, same result, on every device)."""
+reduce the mask's ``uint8`` view instead (same bytes, same result, on every device). Counts
+of contiguous CPU masks go through numpy's ``count_nonzero`` (4M entries: 0.17 ms against
+torch's 0.9 ms; per sample 1.2 ms against 17 ms for the ``uint8`` view's sum): integers, the
+same on every path."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -22,15 +26,30 @@ def any_true(mask: Tensor) -> bool:
     return bool(mask.numel()) and bool(_bytes(mask).max())
 
 
+def _host_bool(mask: Tensor) -> np.ndarray | None:
+    """The mask as a numpy array without a copy (a contiguous boolean CPU tensor), else None."""
+    if (mask.device.type == "cpu" and mask.dtype == torch.bool and mask.is_contiguous()
+            and not mask.requires_grad):
+        return mask.numpy()
+    return None
+
+
 def count_true(mask: Tensor) -> int:
     """Number of True entries."""
-    return int(torch.count_nonzero(mask)) if mask.numel() else 0
+    if not mask.numel():
+        return 0
+    host = _host_bool(mask)
+    return int(np.count_nonzero(host)) if host is not None else int(torch.count_nonzero(mask))
 
 
 def count_per_sample(mask: Tensor) -> Tensor:
     """Per-sample count (int64) of True entries of a (batch, ...) mask."""
     if not any_true(mask):
         return torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
+    host = _host_bool(mask)
+    if host is not None:
+        counts = np.count_nonzero(host.reshape(mask.shape[0], -1), axis=1)
+        return torch.from_numpy(np.asarray(counts, dtype=np.int64))
     return _bytes(mask).reshape(mask.shape[0], -1).sum(dim=1)
 
 
