@@ -169,10 +169,9 @@ def one_neuron_layer(weights: list[float]) -> SpikingLayer:
     return onespike.convert(model, calib, progress=False).hidden_layers[0]
 
 
-@pytest.mark.parametrize("excess", [1e-12, 1e-9, 1e-6])
-def test_grid_certificate_refuses_a_hair_thin_early_spike(excess: float) -> None:
-    """f peaks at +excess·B inside the input window: float32 sums cannot see that, the
-    rounding margins must make the certificate refuse it."""
+def hair_thin_case(excess: float) -> tuple[SpikingLayer, torch.Tensor, float, list[float]]:
+    """One neuron whose f peaks at +excess·B inside the input window (``base``: the bias
+    offset that puts the peak at 0) and a grid on its breakpoints (float32)."""
     weights = [0.9, 0.8, -0.7, -0.6, -0.5, 0.3, -0.2, 0.25] * 8
     layer = one_neuron_layer(weights)
     g = torch.Generator().manual_seed(2)
@@ -182,11 +181,18 @@ def test_grid_certificate_refuses_a_hair_thin_early_spike(excess: float) -> None
         layer.bias.zero_()
         base = float(brute_max_f(layer, x))
         layer.bias.fill_(-base + excess * layer.B)
-    truth = brute_max_f(layer, x)
-    assert float(truth) > 0
+    assert float(brute_max_f(layer, x)) > 0
+    grid = sorted({_f32(float(v)) for v in x.reshape(-1) if 0 < float(v) < layer.B_in})
+    return layer, x, base, grid
+
+
+@pytest.mark.parametrize("excess", [1e-12, 1e-9, 1e-6])
+def test_grid_certificate_refuses_a_hair_thin_early_spike(excess: float) -> None:
+    """f peaks at +excess·B inside the input window: float32 sums cannot see that, the
+    rounding margins must make the certificate refuse it."""
+    layer, x, base, grid = hair_thin_case(excess)
     z = layer.affine(x)
     assert float(z) < layer.B  # not mere saturation: the maximum is at u > 0
-    grid = sorted({_f32(float(v)) for v in x.reshape(-1) if 0 < float(v) < layer.B_in})
     for g_ in (None, grid):
         assert not bool(bounds.certify_grid(layer, x, z, grid=g_).any())
     # a comfortable margin is certified by a grid on the breakpoints (tents vanish)

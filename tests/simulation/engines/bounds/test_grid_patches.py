@@ -23,7 +23,6 @@ from onespike.simulation import synapses
 from onespike.simulation.affine import Affine
 from onespike.simulation.engines import bounds, common
 from onespike.simulation.engines.bounds import grid as bounds_grid
-from onespike.simulation.engines.bounds.precision import _f32
 
 SETTINGS = settings(max_examples=12, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -171,21 +170,11 @@ def test_both_forms_refuse_a_hair_thin_early_spike(form, excess, monkeypatch) ->
     """f peaks at +excess·B on a grid point (so no tent covers it): only the rounding margins
     refuse it; with them switched off (mutation: unit roundoff 0) the float32 sums certify
     it, so the margins are what the test checks."""
-    from tests.simulation.engines.bounds.test_bounds import brute_max_f as brute_chain
-    from tests.simulation.engines.bounds.test_bounds import one_neuron_layer
+    from tests.simulation.engines.bounds.test_bounds import hair_thin_case
 
     patch_package(monkeypatch, bounds, "PATCH_COST", FORMS[form])
-    weights = [0.9, 0.8, -0.7, -0.6, -0.5, 0.3, -0.2, 0.25] * 8
-    layer = one_neuron_layer(weights)
-    g = torch.Generator().manual_seed(2)
-    x = layer.B_in * torch.rand(1, len(weights), generator=g, dtype=torch.float64) ** 2
-    with torch.no_grad():
-        layer.bias.zero_()
-        base = float(brute_chain(layer, x))
-        layer.bias.fill_(-base + excess * layer.B)
-    assert float(brute_chain(layer, x)) > 0
+    layer, x, _, grid = hair_thin_case(excess)
     z = layer.affine(x)
-    grid = sorted({_f32(float(v)) for v in x.reshape(-1) if 0 < float(v) < layer.B_in})
     need = torch.ones_like(z, dtype=torch.bool)
     assert not bool(bounds.certify_grid(layer, [x], z, grid=grid, need=need).any())
     if excess <= 1e-9:

@@ -1,5 +1,6 @@
 """Rounding facts the certificates' margins rest on: whether float32 sums are IEEE on a
-device (else they run in float64), float32/bfloat16 roundings of scalars, and ``γ_n``."""
+device (else they run in float64), float32/bfloat16 roundings of scalars, ``γ_n``, and the
+float64 NCHW form in which the bfloat16 sums enter the margins (:func:`_nchw64`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+#: Unit roundoff of float32 (round to nearest).
 _U32 = 2.0**-24
 
 
