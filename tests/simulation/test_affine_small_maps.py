@@ -1,0 +1,114 @@
+"""float64 CPU convolutions with small output maps run as blocked matrix products
+(:func:`affine._conv_blocked_mm`): every sample's values are bit for bit the same whatever
+batch it is computed in (alone, at any offset, in any chunk, at one or two threads), within
+the float64 rounding of the fan-in sum of ``F.conv2d``'s; other geometries and dtypes keep
+their paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from onespike.simulation import affine
+from onespike.simulation.affine import Affine
+
+
+def _conv(c_in: int, c_out: int, k: int, stride: int, pad: tuple[int, int, int, int],
+          dilation: int, h: int, w: int, groups: int = 1,
+          dtype: torch.dtype = torch.float64) -> Affine:
+    weight = torch.randn(c_out, c_in // groups, k, k, dtype=dtype)
+    ho = (h + pad[0] + pad[1] - dilation * (k - 1) - 1) // stride + 1
+    wo = (w + pad[2] + pad[3] - dilation * (k - 1) - 1) // stride + 1
+    return Affine("conv", weight, torch.zeros(c_out, ho, wo, dtype=dtype), (c_in, h, w),
+                  (c_out, ho, wo), 2, (stride, stride), pad, (dilation, dilation), groups)
+
+
+def _reference(a: Affine, x: torch.Tensor) -> torch.Tensor:
+    # Affine's pad is (top, bottom, left, right); F.pad takes (left, right, top, bottom)
+    top, bottom, left, right = a.pad
+    xp = F.pad(x, (left, right, top, bottom))
+    return F.conv2d(xp, a.weight, None, a.stride, 0, a.dilation, a.groups)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(c_in=st.integers(1, 40), c_out=st.integers(1, 24), k=st.integers(1, 3),
+       stride=st.integers(1, 3), pad=st.tuples(*[st.integers(0, 2)] * 4),
+       dilation=st.integers(1, 2), h=st.integers(1, 6), w=st.integers(1, 6),
+       batch=st.integers(1, 41), column_bytes=st.sampled_from([1, 5_000, 8 << 20]),
+       seed=st.integers(0, 1000))
+def test_small_maps_are_batch_invariant_and_within_rounding(
+        c_in: int, c_out: int, k: int, stride: int, pad: tuple[int, int, int, int],
+        dilation: int, h: int, w: int, batch: int, column_bytes: int, seed: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    span = dilation * (k - 1) + 1
+    if h + pad[0] + pad[1] < span or w + pad[2] + pad[3] < span:
+        return  # no output position
+    torch.manual_seed(seed)
+    a = _conv(c_in, c_out, k, stride, pad, dilation, h, w)
+    positions = a.out_shape[1] * a.out_shape[2]
+    x = torch.rand(batch, c_in, h, w, dtype=torch.float64)
+    assert affine._small_map_conv(x, a.weight, 2, 1, positions) == (positions <= 4)
+    if positions > 4 or a.is_channel_scale:
+        return  # (a per-channel scale is one product per output: its own path)
+    monkeypatch.setattr(affine, "COLUMN_BYTES", column_bytes)  # unfolded in chunks
+    calls: list[int] = []
+    real = affine._conv_blocked_mm
+
+    def spy(*args: object) -> torch.Tensor:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(affine, "_conv_blocked_mm", spy)
+    threads = torch.get_num_threads()
+    try:
+        for t in sorted({1, threads}):
+            torch.set_num_threads(t)
+            full = a.linear(x, rows_invariant=True)
+            for i in sorted({0, batch // 2, batch - 1}):
+                assert torch.equal(a.linear(x[i : i + 1], rows_invariant=True), full[i : i + 1])
+            s = batch // 3
+            assert torch.equal(a.linear(x[s:], rows_invariant=True), full[s:])
+    finally:
+        torch.set_num_threads(threads)
+    assert calls
+    want = _reference(a, x)
+    # |fl(Σ) − Σ| ≤ γ_K Σ |w||x| (any order), for this sum and for F.conv2d's
+    k_terms = c_in * k * k
+    gamma = k_terms * 2.0**-53 / (1 - k_terms * 2.0**-53)
+    bound = 2 * gamma * _reference(Affine("conv", a.weight.abs(), a.bias, a.in_shape,
+                                          a.out_shape, 2, a.stride, a.pad, a.dilation, 1), x)
+    assert bool(((full - want).abs() <= bound + 1e-300).all())
+
+
+def test_vgg_sized_layer_keeps_each_sample_apart_from_its_batch() -> None:
+    """A VGG-16 2×2 layer (512 → 512 channels): 4 positions per sample, 4 samples per
+    product; batch 70 = 17 full products and a padded one."""
+    torch.manual_seed(0)
+    a = _conv(512, 512, 3, 1, (1, 1, 1, 1), 1, 2, 2)
+    x = torch.rand(70, 512, 2, 2, dtype=torch.float64)
+    full = a.linear(x, rows_invariant=True)
+    for i in (0, 3, 4, 37, 69):
+        assert torch.equal(a.linear(x[i : i + 1], rows_invariant=True), full[i : i + 1])
+    assert torch.equal(a.linear(x[5:12]), full[5:12])
+    assert float((full - _reference(a, x)).abs().max()) < 1e-11
+
+
+def test_which_convolutions_take_the_blocked_products() -> None:
+    a = _conv(8, 4, 3, 1, (1, 1, 1, 1), 1, 2, 2)
+    x = torch.rand(3, 8, 2, 2, dtype=torch.float64)
+    assert affine._small_map_conv(x, a.weight, 2, 1, 4)
+    assert not affine._small_map_conv(x, a.weight, 2, 1, 5)  # a larger map
+    assert not affine._small_map_conv(x, a.weight, 2, 2, 4)  # groups
+    assert not affine._small_map_conv(x, a.weight, 1, 1, 4)  # 1-d
+    assert not affine._small_map_conv(x.float(), a.weight.float(), 2, 1, 4)  # oneDNN's own
+    assert not affine._small_map_conv(x.requires_grad_(), a.weight, 2, 1, 4)
+    with torch.no_grad():
+        assert affine._small_map_conv(x, a.weight, 2, 1, 4)
+    # grouped and float32 small maps keep their own paths and values
+    g = _conv(8, 4, 3, 1, (1, 1, 1, 1), 1, 2, 2, groups=2)
+    xd = x.detach()
+    assert torch.equal(g.linear(xd), _reference(g, xd))
