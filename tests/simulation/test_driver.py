@@ -1,6 +1,7 @@
 """The driver's recording: every chunk writes its rows of each population's spike times into
-one buffer per population — the same times whatever the chunk size, for every engine, with
-the shapes, dtype and device of the network."""
+one buffer per population (a chunk holding the whole batch turns the populations' own maps
+into their spike times in place) — the same times whatever the chunk size, for every engine,
+with the shapes, dtype and device of the network."""
 
 from __future__ import annotations
 
@@ -68,3 +69,79 @@ def test_automatic_chunks_are_as_few_as_the_budget_allows_and_equal(monkeypatch)
     sizes.clear()
     snn.simulate(x[:7], max_memory=budget)  # fits in one chunk
     assert sizes == [7]
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet_basic", "inception"])
+@pytest.mark.parametrize("engine", ["event", "closed"])
+def test_a_whole_batch_chunk_records_its_own_maps_in_place(
+        name: str, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One chunk holding the whole batch: every hidden population's values map becomes its
+    spike times buffer in place (no buffer of its own is allocated: only the input is
+    copied), after the last population reading it has run — the same times, bit for bit, as
+    chunks writing into buffers, and the same outputs (a map turned into times too early would
+    change what its readers see)."""
+    from tests.helpers.dag_nets import ZOO
+
+    from onespike.simulation import driver
+
+    model, shape = (cnn(), (1, 8, 8)) if name == "cnn" else ZOO[name]()
+    x = torch.rand(9, *shape)
+    snn = onespike.convert(model.eval(), x, progress=False)
+    puts: list[int] = []
+    real = driver._ChunkRecord.put
+
+    def counted(self: driver._ChunkRecord, *args: object) -> None:
+        puts.append(1)
+        real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(driver._ChunkRecord, "put", counted)
+    whole = snn.simulate(x, engine=engine, chunk_size=9)
+    assert len(puts) == 1  # the input alone
+    chunked = snn.simulate(x, engine=engine, chunk_size=4)
+    assert len(puts) == 1 + 3 * len(whole.spike_times)
+    assert torch.equal(whole.output, chunked.output)
+    assert torch.equal(whole.output, snn.simulate(x, engine=engine, record=False).output)
+    for a, b in zip(whole.spike_times, chunked.spike_times):
+        assert torch.equal(a, b)
+    storages = {t.untyped_storage().data_ptr() for t in whole.spike_times}
+    assert len(storages) == len(whole.spike_times)  # one buffer per population
+
+
+class _Times:
+    """An engine with its own spike times (the clock engine's kind): never adopted."""
+
+    name = "stub"
+
+    def times(self, v: torch.Tensor, t_max: float) -> torch.Tensor:
+        return t_max - 2.0 * v
+
+
+def test_an_adopted_map_still_in_use_is_copied_not_overwritten() -> None:
+    from onespike.simulation import driver
+
+    rec = driver._Recorder(2)
+    chunk = rec.at(0)
+    engine = onespike.simulation.engines.EventEngine()
+    v = torch.tensor([[0.25, 1.0], [0.5, 2.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0, 0.0], [0.5, 0.75]], dtype=torch.float64)
+    chunk.adopt(engine, "a", v, 3.0)
+    chunk.adopt(engine, "b", w, 4.0)
+    assert rec.buffers[0] is v and rec.buffers[1] is w
+    alias = v.view(-1)  # a map still read elsewhere shares a's memory
+    chunk.release("a", [alias])
+    assert rec.buffers[0] is not v and torch.equal(v, torch.tensor([[0.25, 1.0], [0.5, 2.0]],
+                                                                   dtype=torch.float64))
+    assert torch.equal(rec.buffers[0], 3.0 - v)
+    chunk.release("b", [alias])  # nothing shares b's memory: in place
+    assert rec.buffers[1] is w and torch.equal(w, torch.tensor([[3.0, 4.0], [3.5, 3.25]],
+                                                               dtype=torch.float64))
+    chunk.release("b", [])  # released once only
+    assert torch.equal(w, torch.tensor([[3.0, 4.0], [3.5, 3.25]], dtype=torch.float64))
+    # engines with their own times, partial chunks and strided maps are written as before
+    other = driver._Recorder(4)
+    part = other.at(0)
+    part.adopt(engine, "c", v, 3.0)  # 2 of 4 rows: a chunk, not the batch
+    part.adopt(_Times(), "d", torch.zeros(4, 2, dtype=torch.float64), 1.0)
+    part.adopt(engine, "e", torch.zeros(2, 4, dtype=torch.float64).T, 1.0)
+    assert not part._pending and all(b.shape[0] == 4 for b in other.buffers)
+    assert torch.equal(other.buffers[1], torch.ones(4, 2, dtype=torch.float64))
