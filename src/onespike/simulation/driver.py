@@ -35,14 +35,15 @@ __all__ = ["CHUNK_BYTES", "ENGINES", "Engine", "SimulationResult", "auto_chunk_s
 #: Engines of :meth:`SpikingNetwork.simulate`.
 ENGINES = ("event", "closed", "clock")
 # Default working set of one chunk. Each chunk pays every population's fixed costs (a few
-# hundred tensor operations and their dispatch), so chunks should be large; beyond this
-# size they are no faster (batch 64, float64, one thread, same process: VGG-16 32×32 in
-# one chunk 5–6 % faster than in chunks of 33 and 31; ResNet-18 one chunk against 22-sample
-# chunks 0–4 %; VGG-16 64×64 16-sample chunks as fast as 32 or 64). Peak memory: VGG-16
-# 32×32 442–487 MiB in one chunk, 483–499 in two (the recorded spike times and the cached
-# weights dominate it); VGG-16 64×64 1034–1149 MiB in 16-sample chunks, 973–1006 in 8-sample
-# ones, below its forward's 1462.
-CHUNK_BYTES = 512 << 20
+# hundred tensor operations and their dispatch), so chunks should be large (batch 64,
+# float64, one thread, same process: VGG-16 32×32 in one chunk 5–6 % faster than in chunks
+# of 33 and 31; ResNet-18 recording its spike times in one chunk 4 % faster than in two of
+# 32, at one and two threads; VGG-16 64×64 16-sample chunks as fast as 32 or 64). The
+# estimate below is conservative: ResNet-18 at batch 64 in one chunk peaks at 455 MiB above
+# the loaded network (the estimate: 657), as in two chunks (455; its float64 forward: 416);
+# VGG-16 64×64 at 1164–1165 MiB with this budget or 512 MiB (its forward: 1408). Live
+# memory measured with a fixed glibc mmap threshold, one fresh process each.
+CHUNK_BYTES = 768 << 20
 
 
 class Engine(Protocol):
