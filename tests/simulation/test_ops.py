@@ -67,3 +67,21 @@ def test_has_nonzero_follows_in_place_writes() -> None:
     assert _has_nonzero(w)
     w.zero_()
     assert not _has_nonzero(w)
+
+
+def test_clamped_returns_the_map_itself_when_inside_and_never_writes_it() -> None:
+    from onespike.simulation.ops import clamped, positive_part
+
+    x = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    assert clamped(x, 0.0, 1.0) is x and clamped(x, high=1.0) is x and positive_part(x) is x
+    y = torch.tensor([-0.5, 0.5, 2.0], dtype=torch.float64)
+    before = y.clone()
+    for low, high, want in ((0.0, None, [0.0, 0.5, 2.0]), (None, 1.0, [-0.5, 0.5, 1.0]),
+                            (0.0, 1.0, [0.0, 0.5, 1.0])):
+        got = clamped(y, low, high)
+        assert got is not y and got.tolist() == want
+    assert torch.equal(y, before)  # read only
+    nan = torch.tensor([float("nan"), 0.5], dtype=torch.float64)
+    assert clamped(nan, 0.0, 1.0) is not nan  # a NaN takes the clamp, as torch.clamp does
+    empty = torch.zeros(0, dtype=torch.float64)
+    assert clamped(empty, high=1.0).numel() == 0

@@ -46,12 +46,18 @@ def _blocked_mm(x: Tensor, w: Tensor) -> Tensor:
 COLUMN_BYTES = 8 << 20
 
 
+def _float64_cpu_no_grad(x: Tensor, w: Tensor) -> bool:
+    """A float64 map on the CPU, outside autograd: the convolutions onespike computes its own
+    way (:func:`_conv_in_chunks`, :func:`_conv_blocked_mm`)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float64
+            and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)))
+
+
 def _chunked_conv(x: Tensor, w: Tensor) -> bool:
     """Whether a convolution runs in sample chunks (:func:`_conv_in_chunks`): float64 on the
     CPU (oneDNN has no float64 convolution; PyTorch's own unfolds the whole batch), no
     autograd."""
-    return (x.device.type == "cpu" and x.dtype == torch.float64 and x.shape[0] > 1
-            and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)))
+    return _float64_cpu_no_grad(x, w) and x.shape[0] > 1
 
 
 def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: tuple[int, ...],
@@ -116,9 +122,8 @@ BLOCK_COLUMNS = 16
 def _small_map_conv(x: Tensor, w: Tensor, dims: int, groups: int, out_positions: int) -> bool:
     """Whether a convolution runs as :func:`_conv_blocked_mm`: float64 on the CPU, 2-d, no
     groups, no autograd, at most :data:`SMALL_MAP_POSITIONS` output positions per sample."""
-    return (x.device.type == "cpu" and x.dtype == torch.float64 and w.dtype == torch.float64
-            and dims == 2 and groups == 1 and 0 < out_positions <= SMALL_MAP_POSITIONS
-            and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)))
+    return (_float64_cpu_no_grad(x, w) and w.dtype == torch.float64 and dims == 2
+            and groups == 1 and 0 < out_positions <= SMALL_MAP_POSITIONS)
 
 
 def _conv_blocked_mm(x: Tensor, w: Tensor, stride: tuple[int, ...], padding: tuple[int, ...],

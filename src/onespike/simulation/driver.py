@@ -280,8 +280,8 @@ def _chunk(
         windows[pop.name] = (pop.t_min, pop.t_max)
         if record is not None:
             record.adopt(engine, pop.name, v, pop.t_max)
-            if pop.name not in last:  # read by no population: its times now
-                record.release(pop.name, list(state.values()))
+            if pop.name not in last:  # read by no population: its times after this step
+                released.setdefault(i, []).append(pop.name)
         _release(record, released, i, state, out)
     assert out is not None
     for r in network.output_routes:

@@ -8,7 +8,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
-__all__ = ["positive_part", "rsub", "weight_fact"]
+__all__ = ["clamped", "positive_part", "rsub", "weight_fact"]
 
 _T = TypeVar("_T")
 
@@ -24,13 +24,20 @@ def rsub(c: float, x: Tensor, *, out: Tensor | None = None) -> Tensor:
     return torch.sub(ct, x) if out is None else torch.sub(ct, x, out=out)
 
 
-def positive_part(x: Tensor) -> Tensor:
-    """``max(x, 0)``: ``x`` itself when no entry is negative (one reduction instead of a new
-    map, for callers that only read the result), else a new clamped map (``x`` is never
-    written). A NaN makes the minimum NaN, and then the clamp runs."""
-    if x.numel() and float(x.min()) >= 0.0:
+def clamped(x: Tensor, low: float | None = None, high: float | None = None) -> Tensor:
+    """``x`` clamped to ``[low, high]`` (a missing bound: none): ``x`` itself when every entry
+    already lies inside (a reduction per bound instead of a new map, for callers that only read
+    the result), else a new clamped map (``x`` is never written). A NaN makes the minimum and
+    the maximum NaN, and then the clamp runs."""
+    if x.numel() and (low is None or float(x.min()) >= low) \
+            and (high is None or float(x.max()) <= high):
         return x
-    return torch.clamp_min(x, 0.0)
+    return torch.clamp(x, low, high)
+
+
+def positive_part(x: Tensor) -> Tensor:
+    """``max(x, 0)`` by :func:`clamped`: ``x`` itself when no entry is negative."""
+    return clamped(x, low=0.0)
 
 
 def weight_fact(w: Tensor, name: str, compute: Callable[[Tensor], _T]) -> _T:

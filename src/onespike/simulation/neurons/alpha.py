@@ -27,6 +27,7 @@ from torch import Tensor
 
 from onespike.errors import ArgumentError
 from onespike.simulation.neurons.base import NeuronModel
+from onespike.simulation.ops import clamped
 
 if TYPE_CHECKING:
     from onespike.simulation.engines.step import PopulationStep
@@ -50,11 +51,8 @@ class AlphaNeuron(NeuronModel):
         return {"alpha": alpha, "G": G, "theta": alpha * B_in + G * (B - b)}
 
     def clip_inputs(self, x: Tensor, B_in: float) -> Tensor:
-        # x itself when nothing exceeds B_in (one reduction, no new map: the engines only
-        # read their inputs); a NaN makes the maximum NaN, and then the clamp runs as before
-        if x.numel() and float(x.max()) <= B_in:
-            return x
-        return x.clamp(max=B_in)
+        # x itself when nothing exceeds B_in (no new map: the engines only read their inputs)
+        return clamped(x, high=B_in)
 
     def event_step(self, pop: PopulationLike, xs: list[Tensor], *, gain: Tensor | None,
                    perturbed: bool, use_exact: bool = True) -> PopulationStep:
