@@ -52,7 +52,8 @@ def test_chunked_float64_convolution_is_the_single_call(
                                  (dilation,) * dims, groups, a.out_shape[1] ** dims)
     assert torch.equal(got, want)
     per_sample = a.weight[0].numel() * a.out_shape[1] ** dims * 8
-    step = max(1, column_bytes // per_sample, torch.get_num_threads())
+    threads = torch.get_num_threads()
+    step = max(threads, column_bytes // per_sample // threads * threads)
     assert len(calls) == -(-batch // step)
     if affine._small_map_conv(x, a.weight, dims, groups, a.out_shape[1] ** dims):
         return  # the network's own path takes the blocked products (test_affine_small_maps)
@@ -76,6 +77,33 @@ def test_a_chunk_holds_a_sample_per_thread(monkeypatch: pytest.MonkeyPatch) -> N
     finally:
         torch.set_num_threads(threads)
     assert sizes == [3, 3, 3]
+    assert torch.equal(got, F.conv2d(x, a.weight, None, 1, 1))
+
+
+@pytest.mark.parametrize(("threads", "fit", "want"),
+                         [(2, 3, [2, 2, 2, 2, 1]), (2, 5, [4, 4, 1]), (3, 8, [6, 3]),
+                          (1, 3, [3, 3, 3])])
+def test_a_chunk_holds_a_multiple_of_the_thread_count(
+        threads: int, fit: int, want: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fit`` samples' patches fit in COLUMN_BYTES: the chunk takes the largest multiple of
+    the thread count not above it (each thread gets as many samples)."""
+    a = _conv(2, 4, 4, 3, 1, 1, 1, 1, 6)
+    x = torch.rand(9, 4, 6, 6, dtype=torch.float64)
+    per_sample = a.weight[0].numel() * 36 * 8
+    monkeypatch.setattr(affine, "COLUMN_BYTES", fit * per_sample + per_sample // 2)
+    sizes: list[int] = []
+
+    def spy(xx: torch.Tensor, *args: object) -> torch.Tensor:
+        sizes.append(xx.shape[0])
+        return F.conv2d(xx, *args)  # type: ignore[arg-type]
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = affine._conv_in_chunks(spy, x, a.weight, (1, 1), 1, (1, 1), 1, 36)
+    finally:
+        torch.set_num_threads(old)
+    assert sizes == want
     assert torch.equal(got, F.conv2d(x, a.weight, None, 1, 1))
 
 

@@ -44,8 +44,10 @@ def test_delayed_values_follow_the_rule(t_max_s: float, d: float, seed: int, lat
     if special:
         v[50] = float("-inf")
         v[51] = float("nan")
-    got = delayed_values(v.clone(), t_max_s, d, t_min)
+    src = v.clone()
+    got = delayed_values(src, t_max_s, d, t_min)
     want = reference(v, t_max_s, d, t_min)
+    assert torch.equal(torch.nan_to_num(src, nan=7.0), torch.nan_to_num(v, nan=7.0))  # read only
     assert torch.equal(torch.nan_to_num(got, nan=7.0), torch.nan_to_num(want, nan=7.0))
     tol = 8.0 * torch.finfo(dtype).eps * max(1.0, t_min)
     assert bool(((got[:40] >= 0) & (got[:40] < tol)).all())  # the arrivals at t_min

@@ -37,8 +37,11 @@ def delayed_values(v: Tensor, t_max_source: float, delay: float, t_min: float) -
     ``v = t_max(s) − t`` sent with delay ``d``."""
     if delay == 0.0:
         return v
-    # t_min − ((t_max(s) − v) + d), each scalar − tensor in one pass (rsub)
-    x = rsub(t_min, rsub(t_max_source, v).add_(delay))
+    # t_min − ((t_max(s) − v) + d), each scalar − tensor in one pass (rsub); one new map,
+    # the second subtraction written into the first's (a fresh map of a 4M-entry layer costs
+    # as much as two passes over a warm one: its pages are faulted in)
+    t = rsub(t_max_source, v).add_(delay)
+    x = rsub(t_min, t, out=t)
     # a spike at the source's t_max arrives at t_min (x = 0) up to the rounding of t + d:
     # snap those few-ulp negatives, which are no late arrivals. One pass (the smallest entry)
     # decides whether there is any negative, and whether all of them are such roundings.
