@@ -71,6 +71,26 @@ def test_automatic_chunks_are_as_few_as_the_budget_allows_and_equal(monkeypatch)
     assert sizes == [7]
 
 
+def test_chunk_estimate_by_hand() -> None:
+    """Per sample, the largest over the populations of (maps alive + inputs + 4 × neurons),
+    in the network's dtype; recorded maps stay alive. 4 → 3 → 5 → 2: without recording 20,
+    3 + 3 + 20 = 26 and 5 + 5 + 8 items (the input and layer 1 freed after their last
+    reader); recording, 20, 7 + 3 + 20 = 30 and 12 + 5 + 8."""
+    from onespike.simulation import driver
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 5), nn.ReLU(),
+                        nn.Linear(5, 2)).eval()
+    x = torch.rand(32, 4)
+    snn = onespike.convert(mlp, x, progress=False)
+    cpu = torch.device("cpu")
+    assert driver.auto_chunk_size(snn, False, torch.float64, cpu, 26 * 8 * 10) == 10
+    assert driver.auto_chunk_size(snn, False, torch.float64, cpu, 26 * 8 * 10 - 1) == 9
+    assert driver.auto_chunk_size(snn, True, torch.float64, cpu, 30 * 8 * 10) == 10
+    assert driver.auto_chunk_size(snn, True, torch.float64, cpu, 30 * 8 * 10 - 1) == 9
+    assert driver.auto_chunk_size(snn, True, torch.float32, cpu, 30 * 4 * 10) == 10
+
+
 @pytest.mark.parametrize("name", ["cnn", "resnet_basic", "inception"])
 @pytest.mark.parametrize("engine", ["event", "closed"])
 def test_a_whole_batch_chunk_records_its_own_maps_in_place(

@@ -34,16 +34,16 @@ __all__ = ["CHUNK_BYTES", "ENGINES", "Engine", "SimulationResult", "auto_chunk_s
 
 #: Engines of :meth:`SpikingNetwork.simulate`.
 ENGINES = ("event", "closed", "clock")
-# Default working set of one chunk. Each chunk pays every population's fixed costs (a few
-# hundred tensor operations and their dispatch), so chunks should be large (batch 64,
-# float64, one thread, same process: VGG-16 32×32 in one chunk 5–6 % faster than in chunks
-# of 33 and 31; ResNet-18 recording its spike times in one chunk 4 % faster than in two of
-# 32, at one and two threads; VGG-16 64×64 16-sample chunks as fast as 32 or 64). The
-# estimate below is conservative: ResNet-18 at batch 64 in one chunk peaks at 455 MiB above
-# the loaded network (the estimate: 657), as in two chunks (455; its float64 forward: 416);
-# VGG-16 64×64 at 1164–1165 MiB with this budget or 512 MiB (its forward: 1408). Live
-# memory measured with a fixed glibc mmap threshold, one fresh process each.
-CHUNK_BYTES = 768 << 20
+# Default working set of one chunk (as :func:`auto_chunk_size` estimates it). Each chunk pays
+# every population's fixed costs (a few hundred tensor operations and their dispatch), and
+# only a chunk holding the whole batch records its spike times in place, so chunks should be
+# large: at batch 64, float64, one thread, in one process, VGG-16 32×32 in one chunk runs
+# 5–6 % faster than in chunks of 33 and 31, ResNet-18 recording its spike times 4 % faster
+# than in two of 32, VGG-16 64×64 3 % faster than in three of 21–22. Their live memory in
+# one chunk at batch 64 (fresh processes, fixed glibc mmap threshold; MiB above the loaded
+# network, estimate / measured, their float64 forward): VGG-16 32×32 194 / 202 (362),
+# ResNet-18 322 / 354 (426), VGG-16 64×64 774 / 626 (1418).
+CHUNK_BYTES = 1 << 30
 
 
 class Engine(Protocol):
@@ -94,7 +94,13 @@ class SimulationResult:
 def auto_chunk_size(network: NetworkLike, record: bool, dtype: torch.dtype,
                     device: torch.device, max_memory: int | None = None) -> int:
     """Samples per chunk so that the working set stays within ``max_memory`` bytes (default:
-    a quarter of the available memory, at most :data:`CHUNK_BYTES`)."""
+    a quarter of the available memory, at most :data:`CHUNK_BYTES`).
+
+    Per sample, in the network's dtype: the largest, over the populations in order, of the
+    maps still alive (with ``record``, every recorded one so far) plus the population's
+    inputs plus four maps of its neurons — within about a quarter of the live memory
+    measured on the benchmark's VGG-16s and ResNet-18 (:data:`CHUNK_BYTES`). Fixed costs
+    (cached weight copies, the exact walk's gathers) are not per sample and not counted."""
     if max_memory is None:
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
@@ -104,22 +110,20 @@ def auto_chunk_size(network: NetworkLike, record: bool, dtype: torch.dtype,
         max_memory = min(CHUNK_BYTES, avail // 4)
     item = torch.empty((), dtype=dtype, device="cpu").element_size()
     sizes = {"input": math.prod(network.input_shape)}
-    recorded = sizes["input"]
     live = sizes["input"]
     per = 0
     last = last_use(list(network.layers))
     for i, pop in enumerate(network.layers):
         n_in = sum(math.prod(e.in_shape) for e in pop.edges)
-        # routed inputs and their float32 maps; z, values, the certificates' float32 sums and
-        # float64 bounds, masks; plus every population still alive
-        per = max(per, (live + 2 * n_in + 8 * pop.num_neurons) * item)
+        # beside every population still alive: the routed inputs' float32 and bfloat16 copies
+        # (about one map of the inputs), z and the values, the certificates' sums, bounds and
+        # masks (about four maps of the neurons)
+        per = max(per, live + n_in + 4 * pop.num_neurons)
         sizes[pop.name] = pop.num_neurons
         live += pop.num_neurons
-        live -= sum(sizes[n] for n, j in last.items() if j == i)
-        recorded += pop.num_neurons if not pop.readout else 0
-    if record:
-        per += recorded * item
-    return max(1, int(max_memory // max(per, 1)))
+        if not record:  # (recorded maps stay: as the spike times, or copied into them)
+            live -= sum(sizes[n] for n, j in last.items() if j == i)
+    return max(1, int(max_memory // max(per * item, 1)))
 
 
 def _nonfinite(v: Tensor, silent_ok: bool) -> int:
