@@ -33,7 +33,11 @@ from onespike.network.population import SpikingLayer
 from onespike.simulation.engines import bounds, common
 from onespike.simulation.engines.bounds.drive import _bf16_conv_native
 from onespike.simulation.engines.bounds.grid import _wx_pays
-from onespike.simulation.engines.bounds.grid_bf16 import _grid_sums_bf16, _grid_weights_bf16
+from onespike.simulation.engines.bounds.grid_bf16 import (
+    _grid_abs_bf16,
+    _grid_sums_bf16,
+    _grid_weights_bf16,
+)
 from onespike.simulation.engines.bounds.inputs import _scale_term
 from onespike.simulation.engines.bounds.precision import _bf16, _f32, _nchw64
 
@@ -306,3 +310,20 @@ def test_bf16_grid_sums_count_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> N
     patch_package(monkeypatch, bounds, "_scale_term",
                         lambda a, x32, w: (real(a, x32, w)[0], 2.0 * real(a, x32, w)[1]))
     assert any(bool((low < ref).any()) for low, ref, _ in lows())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_grid_weight_copies(seed: int) -> None:
+    """The cached bfloat16 weights: ``|W|`` rounded up (its own cache, for float32 networks'
+    ``Σ|W|x``) is the smallest bfloat16 ≥ ``|W|``; ``wmax`` is its largest entry; the shared
+    cache holds no ``|W|`` copy, so a float64 network never makes one."""
+    for layer in conv_layers(seed):
+        w = layer.synapses.weights[0]
+        cached = _grid_weights_bf16(layer)
+        assert "abs" not in cached and "grid_bf16_abs" not in layer._derived
+        (mag,) = _grid_abs_bf16(layer)
+        m = mag.to(torch.float64)
+        assert bool((m >= w.abs()).all())
+        below = torch.nextafter(mag, torch.zeros_like(mag)).to(torch.float64)
+        assert bool(((below < w.abs()) | (mag == 0)).all())  # the smallest such bfloat16
+        assert cached["wmax"] == float(m.max())

@@ -31,13 +31,15 @@ _UB = 2.0**-7
 
 
 def _grid_weights_bf16(layer: PopulationLike) -> dict[str, Any]:
-    """The bfloat16 grid bound's weights per edge — ``W`` rounded to nearest (``Ŵ``),
-    ``|W⁻|`` and ``|W|`` rounded up — and per output channel (float64, summed over the
-    edges) ``Σ_j |W_ij − Ŵ_ij|`` and ``Σ_j |Ŵ_ij|``; cached per layer."""
+    """The bfloat16 grid bound's weights per edge — ``W`` rounded to nearest (``Ŵ``) and
+    ``|W⁻|`` rounded up — and per output channel (float64, summed over the edges)
+    ``Σ_j |W_ij − Ŵ_ij|`` and ``Σ_j |Ŵ_ij|``, and the largest ``|W|`` rounded up to
+    bfloat16; cached per layer. (``|W|`` rounded up, read by float32 networks only:
+    :func:`_grid_abs_bf16`.)"""
 
     def make() -> dict[str, Any]:
         f64 = torch.float64
-        signed, neg, mag = [], [], []
+        signed, neg = [], []
         lo: Tensor | None = None
         hat: Tensor | None = None
         wmax = 0.0
@@ -46,16 +48,23 @@ def _grid_weights_bf16(layer: PopulationLike) -> dict[str, Any]:
             wb = w.to(torch.bfloat16)
             signed.append(keep_packed(wb))
             neg.append(keep_packed(bf16_up(w.neg().clamp_min(0))))
-            mag.append(keep_packed(bf16_up(w.abs())))
             rows = w.shape[0]
             r = (w.to(f64) - wb.to(f64)).abs_().reshape(rows, -1).sum(dim=1)
             h = wb.to(f64).abs_().reshape(rows, -1).sum(dim=1)
             lo, hat = (r, h) if lo is None or hat is None else (lo + r, hat + h)
-            if w.numel():
-                wmax = max(wmax, float(mag[-1].float().max()))
-        return {"signed": signed, "neg": neg, "abs": mag, "lo": lo, "hat": hat, "wmax": wmax}
+            if w.numel():  # max of |W| rounded up = |W|'s max rounded up (monotone rounding)
+                wmax = max(wmax, float(bf16_up(w.abs().amax().reshape(1)).float()))
+        return {"signed": signed, "neg": neg, "lo": lo, "hat": hat, "wmax": wmax}
 
     return layer.derived("grid_bf16", make)
+
+
+def _grid_abs_bf16(layer: PopulationLike) -> list[Tensor]:
+    """``|W|`` rounded up to bfloat16 per edge, for the ``Σ_j |W_ij| x_j`` of networks below
+    float64 (:func:`~.grid._wx_pays`); cached per layer apart from :func:`_grid_weights_bf16`, so
+    that float64 networks never hold this copy."""
+    return layer.derived("grid_bf16_abs", lambda: [
+        keep_packed(bf16_up(a.weight.abs())) for a in layer.synapses.affines])
 
 
 def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
@@ -91,7 +100,7 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
     pick = (lambda ws: ws) if sel is None else (lambda ws: [select_rows(w, sel) for w in ws])
     # the selected synapses already hold the selected signed weights (certify_grid)
     w_signed = cached["signed"] if sel is None else syn.weights
-    w_neg, w_abs = pick(cached["neg"]), pick(cached["abs"])
+    w_neg = pick(cached["neg"])
     view = (-1,) + (1,) * (len(layer.out_shape) - 1)
     lo, hat = cached["lo"], cached["hat"]
     if sel is not None:
@@ -167,6 +176,7 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
     d64 = _nchw64(d).mul_(scale).add_(absolute)
     wx = None
     if need_wx:
+        w_abs = pick(_grid_abs_bf16(layer))
         wx = _nchw64(syn.linear(inputs.bf16(), w_abs, out_dtype=torch.float32, any_layout=True)
                      ).mul_(scale).add_(absolute)
     return low, None, d64, wx
