@@ -55,6 +55,7 @@ def test_structure(quick: tuple[dict, str]) -> None:
         assert r["status"] == "ok", r
         assert r["per_image_s"] > 0 and len(r["samples_s"]) >= 1
         assert r["peak_mib"] >= 0 and r["memory_method"]
+        assert r["peak_steady_mib"] >= 0  # a second, identical run in the same process
         assert r["ratio_to_relu"] > 0 and r["cpu_ratio_to_relu"] > 0
         assert r["per_image_cpu_s"] > 0 and len(r["cpu_samples_s"]) == len(r["samples_s"])
         if r["engine"] in CERTIFIED:

@@ -31,6 +31,9 @@ How each configuration (model, dtype, batch, engine) is measured:
    (``/proc/self/clear_refs``; psutil sampling where that is not available) and the
    configuration is run once. Its peak memory minus the resident size just before the run
    is the configuration's **peak memory**; its outputs give the certificate and the error.
+   The same is then measured for a second, identical run in that process (**steady peak
+   memory**: without the first call's one-time costs, e.g. the certificates' weight copies,
+   which the network caches for its later calls).
 2. **Timing, in the benchmark process**: the engines of one (model, dtype, batch) are warmed up
    and then timed round-robin (so that load from other jobs hits them alike), up to
    ``repeats`` times each and no longer than ``budget`` seconds per engine; the **per-image

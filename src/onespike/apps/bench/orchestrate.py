@@ -164,7 +164,8 @@ class _Plan:
             "timing": "median over up to `repeats` round-robin runs after warm-up, per image; "
                       "runs longer than budget_s are reported from their single first run",
             "peak_memory": "fresh forked process per configuration: peak RSS during the run "
-                           "minus RSS after setup and a 1-sample warm-up",
+                           "minus RSS after setup and a 1-sample warm-up; steady: the same "
+                           "for a second, identical run in that process",
         }
 
 
@@ -410,6 +411,8 @@ def _first_run(session: _Session, m: _Prepared, cfg: _Config, engine: str,
             row.update(status="ok", **res)
             if "peak_bytes" in res:
                 row["peak_mib"] = res["peak_bytes"] / MIB
+            if "peak_steady_bytes" in res:
+                row["peak_steady_mib"] = res["peak_steady_bytes"] / MIB
     session.bar.update(1)
     return row
 

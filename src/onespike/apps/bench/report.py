@@ -87,7 +87,8 @@ def _cell_mem(r: Row | None) -> str:
         return "skipped"
     if r.get("peak_mib") is None:
         return "n/a"
-    return f"{r['peak_mib']:.1f}"
+    steady = r.get("peak_steady_mib")
+    return f"{r['peak_mib']:.1f}" + ("" if steady is None else f" / {steady:.1f}")
 
 
 def _cell_cert(r: Row, engine: str) -> str:
@@ -141,7 +142,9 @@ def _header(results: dict[str, Any]) -> list[str]:
         "run. ¹ = single run (it took longer than the budget). Configurations estimated to take "
         f"more than {s['max_run_s']:g} s per run (linear in the batch from the next smaller "
         "batch) are skipped. Peak memory = peak RSS of a fresh process during the run minus its "
-        "RSS after loading the network and inputs.\n",
+        "RSS after loading the network and inputs (first run / a second, identical run in the "
+        "same process: without the first call's one-time costs, such as the certificates' "
+        "cached weight copies).\n",
     ]
 
 
@@ -185,6 +188,9 @@ def _time_and_memory_tables(s: dict[str, Any], index: Index, names: dict[str, st
     out += _config_table(s, engines, names, labels, lambda k: _cell_time(index.get(k), True))
     if s.get("memory", True):
         out.append("## Peak memory above the loaded network (MiB)\n")
+        out.append("Each cell: the first run in a fresh process / a second, identical run "
+                   "there (the first includes one-time costs, such as the certificates' "
+                   "cached weight copies, which the network keeps for later calls).\n")
         out += _config_table(s, engines, names, labels, lambda k: _cell_mem(index.get(k)))
     return out
 

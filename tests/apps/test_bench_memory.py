@@ -1,0 +1,33 @@
+"""The benchmark's peak memory: the first run of a call counts what it allocates and keeps
+(a cache made on first use) and what it only uses; the steady peak of a second, identical
+call counts only the latter."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from onespike.apps.bench.measure import PeakRSS, steady_peak
+
+MIB = 1 << 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RSS high-water mark: Linux")
+def test_steady_peak_leaves_out_what_the_first_call_keeps() -> None:
+    cache: list[torch.Tensor] = []
+
+    def call() -> float:
+        if not cache:  # one-time cost, kept for later calls (as a weight cache)
+            cache.append(torch.ones(96 * MIB // 8, dtype=torch.float64))
+        work = torch.ones(24 * MIB // 8, dtype=torch.float64)  # working set, freed
+        return float(work.sum() + cache[0][0])
+
+    first = PeakRSS()
+    first.start()
+    call()
+    first_bytes = first.stop()
+    steady = steady_peak(call)
+    assert first_bytes >= 110 * MIB  # the cache and the working set
+    assert 20 * MIB <= steady < 60 * MIB  # the working set only
