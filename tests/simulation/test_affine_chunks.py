@@ -60,33 +60,14 @@ def test_chunked_float64_convolution_is_the_single_call(
     assert torch.equal(a.linear(x), want)  # the network's own path takes the chunks too
 
 
-def test_a_chunk_holds_a_sample_per_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    a = _conv(2, 4, 4, 3, 1, 1, 1, 1, 6)
-    x = torch.rand(9, 4, 6, 6, dtype=torch.float64)
-    monkeypatch.setattr(affine, "COLUMN_BYTES", 1)  # one sample per chunk, but for threads
-    sizes: list[int] = []
-
-    def spy(xx: torch.Tensor, *args: object) -> torch.Tensor:
-        sizes.append(xx.shape[0])
-        return F.conv2d(xx, *args)  # type: ignore[arg-type]
-
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(3)
-        got = affine._conv_in_chunks(spy, x, a.weight, (1, 1), 1, (1, 1), 1, 36)
-    finally:
-        torch.set_num_threads(threads)
-    assert sizes == [3, 3, 3]
-    assert torch.equal(got, F.conv2d(x, a.weight, None, 1, 1))
-
-
 @pytest.mark.parametrize(("threads", "fit", "want"),
                          [(2, 3, [2, 2, 2, 2, 1]), (2, 5, [4, 4, 1]), (3, 8, [6, 3]),
-                          (1, 3, [3, 3, 3])])
+                          (1, 3, [3, 3, 3]), (3, 0, [3, 3, 3])])
 def test_a_chunk_holds_a_multiple_of_the_thread_count(
         threads: int, fit: int, want: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     """``fit`` samples' patches fit in COLUMN_BYTES: the chunk takes the largest multiple of
-    the thread count not above it (each thread gets as many samples)."""
+    the thread count not above it (each thread gets as many samples), and at least one sample
+    per thread (``fit`` 0)."""
     a = _conv(2, 4, 4, 3, 1, 1, 1, 1, 6)
     x = torch.rand(9, 4, 6, 6, dtype=torch.float64)
     per_sample = a.weight[0].numel() * 36 * 8
