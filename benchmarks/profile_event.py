@@ -116,6 +116,7 @@ class _Recorder:
         self.pops: dict[str, PopulationCost] = {}
         self.grid_stage = 0
         self.max_stage = 0
+        self.stage_grids: list[Any] = []  # the step's grid points, one list per stage
         self.top_s = 0.0  # inclusive time of the outermost frames
         self.overhead_s = 0.0
         self.top_overhead_s = 0.0
@@ -208,7 +209,8 @@ class _Instrument:
                 if value is original:
                     self.set(mod, attr, wrapper)
 
-    def timed(self, fn: Callable[..., Any], kind: str | Callable[[], str], *,
+    def timed(self, fn: Callable[..., Any],
+              kind: str | Callable[[tuple[Any, ...], dict[str, Any]], str], *,
               pop_of: Callable[[tuple[Any, ...], dict[str, Any]], str | None] | None = None,
               on_enter: Callable[[tuple[Any, ...], dict[str, Any], str], None] | None = None,
               on_exit: Callable[[tuple[Any, ...], dict[str, Any], Any, str, str | None],
@@ -223,7 +225,7 @@ class _Instrument:
             pop = (pop_of(args, kwargs) if pop_of is not None else None) or rec.current()
             if on_enter is not None:
                 on_enter(args, kwargs, pop)
-            k = kind() if callable(kind) else kind
+            k = kind(args, kwargs) if callable(kind) else kind
             parent = rec.parent_kind()
             frame = rec.push(k, pop)
             try:
@@ -276,7 +278,7 @@ class _Instrument:
             (getattr(common, "certify_drive", None), "drive", None, self._drive_count),
             (getattr(common, "certify_model_a", None), "drive", None, self._drive_count),
             (getattr(bounds, "certify_late", None), "late", None, self._late_count),
-            (getattr(common, "grid_stages", None), "grid points", None, None),
+            (getattr(common, "grid_stages", None), "grid points", None, self._points_out),
             (getattr(common, "certify_grid", None), self._grid_kind, None, self._grid_count),
             (getattr(common, "exact_values", None), "exact", None, self._exact_count),
         ]
@@ -310,10 +312,19 @@ class _Instrument:
         if isinstance(values, Tensor):
             self.rec.pop_cost(pop).neurons += values.numel()
 
-    def _grid_kind(self) -> str:
-        self.rec.grid_stage += 1
-        self.rec.max_stage = max(self.rec.max_stage, self.rec.grid_stage)
-        return f"grid {self.rec.grid_stage}"
+    def _points_out(self, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, pop: str,
+                    parent: str | None) -> None:
+        self.rec.stage_grids = list(out) if isinstance(out, list) else []
+
+    def _grid_kind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        # the stage whose grid points the call was given (a stage may be left out: the
+        # bfloat16 one for few neurons), else the next one
+        grid = kwargs.get("grid")
+        stage = next((i + 1 for i, g in enumerate(self.rec.stage_grids) if g is grid),
+                     self.rec.grid_stage + 1)
+        self.rec.grid_stage = stage
+        self.rec.max_stage = max(self.rec.max_stage, stage)
+        return f"grid {stage}"
 
     def _drive_count(self, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, pop: str,
                      parent: str | None) -> None:

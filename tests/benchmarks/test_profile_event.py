@@ -91,9 +91,10 @@ def test_breakdown(profile_event: ModuleType, key: str, engine: str, record: boo
 
 def test_breakdown_grid_stages(profile_event: ModuleType, monkeypatch: pytest.MonkeyPatch
                                ) -> None:
-    """With the grid bound's size threshold removed it runs on the tiny CNN: its stages get
+    """With the grid bound's size thresholds removed it runs on the tiny CNN: its stages get
     their own columns and counts."""
     monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(common, "BF16_STAGE_MIN_ELEMENTS", 0)
     snn, x = _network("tiny_cnn", 8)
     b = profile_event.profile_breakdown(snn, x)
     _check(b, snn)
@@ -101,3 +102,16 @@ def test_breakdown_grid_stages(profile_event: ModuleType, monkeypatch: pytest.Mo
     assert any(p.counts.get("grid 1", [0, 0])[1] > 0 for p in b.populations)
     assert "grid 1" in b.columns()
     assert "grid 1 clears" in profile_event.format_breakdown(b)
+
+
+def test_breakdown_names_a_stage_by_its_grid(profile_event: ModuleType,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage left out (the bfloat16 one, for few neurons) leaves its column empty: the
+    float32 stage that runs first is still ``grid 2``."""
+    monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(common, "BF16_STAGE_MIN_ELEMENTS", 1 << 40)
+    snn, x = _network("tiny_cnn", 8)
+    b = profile_event.profile_breakdown(snn, x)
+    _check(b, snn)
+    assert not any(p.counts.get("grid 1", [0, 0])[1] for p in b.populations)
+    assert any(p.counts.get("grid 2", [0, 0])[1] > 0 for p in b.populations)

@@ -50,6 +50,11 @@ GRID_MIN_ELEMENTS = 1 << 16
 GRID_STAGES: tuple[tuple[tuple[float, ...], str], ...] = (
     ((0.25, 0.5, 0.75), "bfloat16"), (GRID_QUANTILES, "float32"),
     (tuple(k / 16 for k in range(1, 16)), "float32"))
+# The bfloat16 stage runs only when its neurons' inputs (neurons × fan-in) exceed this many:
+# below it, its fixed costs buy less than going straight to the float32 stage, which clears
+# more of them (VGG-16 32×32 at batch 1, same process, fastest of
+# 15: 76.7 → 72.3 ms, ResNet-18 94.8 → 91.1; batch 64 unchanged).
+BF16_STAGE_MIN_ELEMENTS = 1 << 20
 # Elements gathered per chunk of the exact path (M × fan-in); bounds its memory.
 GATHER_ELEMENTS = 1 << 21
 
@@ -158,8 +163,11 @@ def model_a_step(
             for grid, (_, precision) in zip(grids, GRID_STAGES):
                 need = ~ok
                 # the same rule for every stage: few neurons left go to the exact walk
-                if count_true(need) * layer.synapses.fan_in <= GRID_MIN_ELEMENTS:
+                work = count_true(need) * layer.synapses.fan_in
+                if work <= GRID_MIN_ELEMENTS:
                     break
+                if precision == "bfloat16" and work <= BF16_STAGE_MIN_ELEMENTS:
+                    continue
                 grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, grid=grid,
                                        need=need, precision=precision, x_range=x_range,
                                        maps=maps)

@@ -336,6 +336,7 @@ def test_grid_stages_stop_where_the_exact_walk_is_cheaper(monkeypatch) -> None:
     monkeypatch.setattr(common, "certify_grid", counted)
     monkeypatch.setattr(common, "GRID_MIN_FRACTION", 0.0)
     monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(common, "BF16_STAGE_MIN_ELEMENTS", 0)
     every = snn.simulate(x)
     later = [n for i, (name, n) in enumerate(calls) if name in {c[0] for c in calls[:i]}]
     assert later, "no later grid stage ran: the test needs another network"
@@ -349,3 +350,34 @@ def test_grid_stages_stop_where_the_exact_walk_is_cheaper(monkeypatch) -> None:
     assert torch.equal(every.output, fewer.output)
     assert every.certificate.early == fewer.certificate.early
     assert sum(every.certificate.checked) <= sum(fewer.certificate.checked)
+
+
+def test_small_work_skips_the_bfloat16_stage(monkeypatch) -> None:
+    """Neurons × fan-in at most BF16_STAGE_MIN_ELEMENTS go straight to the float32 stages: no
+    bfloat16 call on fewer, and the spike times and output are those of running it."""
+    model = random_vgg()
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    snn = onespike.convert(model, x, progress=False)
+    calls: list[tuple[str, int]] = []  # (precision, neurons × fan-in) of each call
+
+    def counted(layer, xs, z, **kw):
+        calls.append((kw["precision"], int(kw["need"].sum()) * layer.synapses.fan_in))
+        return real(layer, xs, z, **kw)
+
+    real = common.certify_grid
+    monkeypatch.setattr(common, "certify_grid", counted)
+    monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(common, "BF16_STAGE_MIN_ELEMENTS", 0)
+    every = snn.simulate(x)
+    bf16 = sorted(n for p, n in calls if p == "bfloat16")
+    assert len(bf16) >= 2, "the test needs a network with several bfloat16 calls"
+    limit = bf16[len(bf16) // 2]
+    calls.clear()
+    monkeypatch.setattr(common, "BF16_STAGE_MIN_ELEMENTS", limit)
+    fewer = snn.simulate(x)
+    assert all(n > limit for p, n in calls if p == "bfloat16")
+    assert any(p == "float32" and n <= limit for p, n in calls)  # went straight there
+    for a, b in zip(every.spike_times, fewer.spike_times):
+        assert torch.equal(a, b)
+    assert torch.equal(every.output, fewer.output)
+    assert every.certificate.early == fewer.certificate.early
