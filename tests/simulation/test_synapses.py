@@ -73,3 +73,15 @@ def test_other_dtypes_keep_the_plain_sum() -> None:
     strided, w = scale.channel_scale_operands(xs[1], scale.weight)
     want = conv.linear(xs[0]).float().add_((strided * w).float())
     assert torch.equal(syn.linear(xs, out_dtype=torch.float32), want)
+
+
+def test_autograd_keeps_the_plain_sum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under autograd the scale edge is the plain product (no buffer written with ``out=``), so
+    gradients reach its input."""
+    monkeypatch.setattr(synapses, "SCALE_PIECE_ELEMENTS", 32)  # pieces of one sample
+    syn = _edges(2, 4, 1, torch.float64)
+    xs = [torch.rand(5, 2, 4, 4, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    syn.linear(xs).sum().backward()
+    scale = syn.affines[1].weight.reshape(1, -1, 1, 1)
+    assert xs[1].grad is not None
+    assert torch.equal(xs[1].grad, scale.expand_as(xs[1]).contiguous())

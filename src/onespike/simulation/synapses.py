@@ -62,7 +62,9 @@ class Synapses:
             w = a.weight if weights is None else weights[i]
             rows = _live_rows(a, w) if multi else None
             if (out is not None and rows is None and a.is_channel_scale
-                    and out.dtype == x.dtype == w.dtype and out_dtype in (None, x.dtype)):
+                    and out.dtype == x.dtype == w.dtype and out_dtype in (None, x.dtype)
+                    and not (torch.is_grad_enabled()
+                             and (out.requires_grad or x.requires_grad or w.requires_grad))):
                 _add_channel_scale(out, *a.channel_scale_operands(x, w))
                 continue
             if rows is None:
