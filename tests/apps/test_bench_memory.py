@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from onespike.apps.bench.measure import PeakRSS, release_free_memory, steady_peak
+from onespike.apps.bench.measure import measured_run, steady_peak
 
 MIB = 1 << 20
 
@@ -26,11 +26,8 @@ def test_steady_peak_leaves_out_what_the_first_call_keeps() -> None:
         work = torch.ones(48 * MIB // 8, dtype=torch.float64)  # working set, freed
         return float(work.sum() + cache[0][0])
 
-    release_free_memory()
-    first = PeakRSS()
-    first.start()
-    call()
-    first_bytes = first.stop()
+    _, first = measured_run(call)
+    first_bytes = first.peak_bytes
     steady = steady_peak(call)
     assert first_bytes >= 130 * MIB  # the cache and the working set
     assert 40 * MIB <= steady < 80 * MIB  # the working set only

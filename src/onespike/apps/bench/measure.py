@@ -11,7 +11,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import psutil
 import torch
@@ -30,13 +31,16 @@ __all__ = [
     "EVENT_ENGINES",
     "EXACT_ENGINES",
     "MIB",
+    "MeasuredRun",
     "PeakRSS",
     "Runner",
     "certificate_of_call",
     "make_runner",
     "measure_in_process",
+    "measured_run",
     "release_free_memory",
     "run_in_child",
+    "steady_peak",
     "time_group",
 ]
 
@@ -73,6 +77,7 @@ _MIN_SAMPLE_S = 0.05
 _PRELOAD = "onespike.apps.bench.measure"
 
 Runner = Callable[[], tuple[Tensor, Any]]
+_T = TypeVar("_T")
 
 
 def make_runner(engine: str, obj: Any, x: Tensor, *, clock_steps: int) -> Runner:
@@ -240,17 +245,40 @@ def certificate_of_call(engine: str, obj: Any, x: Tensor, cert: Any
         "certificate_from": 'snn.simulate(x, engine="event", record=False), run apart'}
 
 
+@dataclass(frozen=True)
+class MeasuredRun:
+    """What :func:`measured_run` measured around one call."""
+
+    peak_bytes: int  # peak RSS above the RSS at the start
+    base_bytes: int  # the RSS at the start
+    method: str  # how the peak was read
+    wall_s: float
+    cpu_s: float
+
+
+def measured_run(run: Callable[[], _T]) -> tuple[_T, MeasuredRun]:
+    """``run()`` with its peak resident memory, wall time and CPU time, after a garbage
+    collection and returning freed heap memory to the system (:func:`release_free_memory`),
+    so that the call's allocations are counted even where an earlier call freed memory of
+    the same size."""
+    gc.collect()
+    trimmed = release_free_memory()
+    peak = PeakRSS()
+    peak.start()
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = run()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    extra = peak.stop()
+    method = peak.method + (" after malloc_trim" if trimmed else "")
+    return out, MeasuredRun(extra, peak.base, method, wall, cpu)
+
+
 def steady_peak(run: Callable[[], Any]) -> int:
     """Bytes of peak RSS above the start of ``run()`` called once more (after a first call):
     its working set without the one-time costs of a first call (the certificates' cached
-    weight copies, the libraries' kernels for these shapes). Freed heap memory is returned
-    to the system first, as for the first run."""
-    gc.collect()
-    release_free_memory()
-    peak = PeakRSS()
-    peak.start()
-    run()
-    return peak.stop()
+    weight copies, the libraries' kernels for these shapes), measured as the first run is
+    (:func:`measured_run`)."""
+    return measured_run(run)[1].peak_bytes
 
 
 def _measure_first_run(job: dict[str, Any]) -> dict[str, Any]:
@@ -277,18 +305,11 @@ def _measure_first_run(job: dict[str, Any]) -> dict[str, Any]:
         warm = make_runner("closed", obj, x[:1], clock_steps=1)
     run = make_runner(job["engine"], obj, x, clock_steps=int(job["clock_steps"]))
     warm()
-    gc.collect()
-    trimmed = release_free_memory()
-    peak = PeakRSS()
-    peak.start()
-    c0, t0 = time.process_time(), time.perf_counter()
-    out, cert = run()
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    extra = peak.stop()
+    (out, cert), first = measured_run(run)
     steady = steady_peak(run)
-    res = {"first_run_s": elapsed, "first_run_cpu_s": cpu, "peak_bytes": extra,
-           "peak_steady_bytes": steady, "baseline_bytes": peak.base,
-           "memory_method": peak.method + (" after malloc_trim" if trimmed else ""),
+    res = {"first_run_s": first.wall_s, "first_run_cpu_s": first.cpu_s,
+           "peak_bytes": first.peak_bytes, "peak_steady_bytes": steady,
+           "baseline_bytes": first.base_bytes, "memory_method": first.method,
            "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     cert, note = certificate_of_call(job["engine"], obj, x, cert)
     res.update(note)
