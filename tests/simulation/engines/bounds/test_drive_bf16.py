@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
+from tests.helpers.bf16 import NATIVE_BF16_ONLY, SETTINGS
 from tests.helpers.gemm import gemm_everywhere
 from tests.helpers.nets import random_cnn
 from tests.helpers.patching import patch_package
@@ -22,14 +23,10 @@ from tests.simulation.engines.bounds.test_grid_patches import converted, stress_
 import onespike
 from onespike.network.population import Population, SpikingLayer
 from onespike.simulation.engines import bounds
-from onespike.simulation.engines.bounds.drive import _bf16_conv_native, _drive_threshold_bf16
+from onespike.simulation.engines.bounds.drive import _drive_threshold_bf16
 from onespike.simulation.synapses import Synapses
 
-SETTINGS = settings(max_examples=20, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
-
-pytestmark = pytest.mark.skipif(not _bf16_conv_native(),
-                                reason="no native bfloat16 convolutions on this CPU")
+pytestmark = NATIVE_BF16_ONLY
 
 
 def conv_layers(seed: int, dtype: torch.dtype) -> list[SpikingLayer]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
+from tests.helpers.bf16 import NATIVE_BF16_ONLY, SETTINGS
 from tests.helpers.gemm import gemm_everywhere
 from tests.helpers.patching import patch_package
 from tests.simulation.engines.bounds.test_bounds import (
@@ -31,7 +32,6 @@ from tests.simulation.engines.bounds.test_grid_patches import stress_edges
 
 from onespike.network.population import SpikingLayer
 from onespike.simulation.engines import bounds, common
-from onespike.simulation.engines.bounds.drive import _bf16_conv_native
 from onespike.simulation.engines.bounds.grid import _wx_pays
 from onespike.simulation.engines.bounds.grid_bf16 import (
     _grid_abs_bf16,
@@ -41,11 +41,7 @@ from onespike.simulation.engines.bounds.grid_bf16 import (
 from onespike.simulation.engines.bounds.inputs import _scale_term
 from onespike.simulation.engines.bounds.precision import _bf16, _f32, _nchw64
 
-SETTINGS = settings(max_examples=20, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
-
-pytestmark = pytest.mark.skipif(not _bf16_conv_native(),
-                                reason="no native bfloat16 convolutions on this CPU")
+pytestmark = NATIVE_BF16_ONLY
 
 
 def conv_layers(seed: int, dtype: torch.dtype = torch.float64) -> list[SpikingLayer]:
