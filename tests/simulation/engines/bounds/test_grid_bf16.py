@@ -1,8 +1,9 @@
 """The bfloat16 form of the grid certificate (its convolutions on bfloat16 maps and weights,
 float32 accumulation): never certifies a neuron whose brute-force ``max f`` reaches the
 threshold, even within 1e-9·B of it, on float64 and float32 networks and with perturbed
-``alpha``; its margin is needed (a mutation without it certifies wrong neurons); it clears
-most of what the float32 form clears; and spike times do not depend on which form runs."""
+``alpha``, its sums read as maps or gathered at the needed neurons alike; its margin is
+needed (a mutation without it certifies wrong neurons); it clears most of what the float32
+form clears; and spike times do not depend on which form runs."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from tests.simulation.engines.bounds.test_drive_bf16 import (
     resolvable,
 )
 from tests.simulation.engines.bounds.test_grid_patches import brute_max_f as grid_brute_max_f
-from tests.simulation.engines.bounds.test_grid_patches import stress_edges
+from tests.simulation.engines.bounds.test_grid_patches import grid_form, stress_edges
 
 from onespike.network.population import SpikingLayer
 from onespike.simulation.engines import bounds, common
@@ -40,6 +41,7 @@ from onespike.simulation.engines.bounds.grid_bf16 import (
 )
 from onespike.simulation.engines.bounds.inputs import _scale_term
 from onespike.simulation.engines.bounds.precision import _bf16, _f32, _nchw64
+from onespike.simulation.engines.bounds.reads import Reads
 
 pytestmark = NATIVE_BF16_ONLY
 
@@ -87,6 +89,13 @@ def test_bf16_grid_never_certifies_a_neuron_that_fires_early(
                      breakpoints(layer, x)):
             ok = grid_bf16(layer, x, z, grid=grid)
             assert not bool((ok & (truth >= 0)).any()), (layer.name, grid)
+            # a random third of the neurons: their sums gathered are the maps' very values
+            need = torch.rand(z.shape, generator=g) < 0.33
+            with grid_form("conv"):
+                maps = grid_bf16(layer, x, z, grid=grid, need=need)
+            with grid_form("gathered"):
+                gathered = grid_bf16(layer, x, z, grid=grid, need=need)
+            assert torch.equal(gathered, maps & need), (layer.name, grid)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -293,7 +302,7 @@ def test_bf16_grid_sums_count_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> N
         for layer, xs, pts, x_max, lk, ref in cases:
             knots = sorted({0.0, *pts, x_max})
             low, _, _, _ = _grid_sums_bf16(
-                layer, layer.synapses, bounds.InputMaps(xs), None, pts, knots, x_max,
+                layer, layer.synapses, bounds.InputMaps(xs), None, Reads(), pts, knots, x_max,
                 max(layer.B_in, x_max), lk, need_wx=False)
             a = layer.synapses.channel_abs_sum().reshape(-1, 1, 1)
             out.append((_nchw64(low), ref, a * x_max))

@@ -1,11 +1,15 @@
-"""The grid certificate on populations with several edges and grouped convolutions, in both
-of its forms — convolutions over the selected output channels, and the sums over the gathered
-input patches of the needed neurons — against a brute-force maximum of f over every
+"""The grid certificate on populations with several edges and grouped convolutions, in each
+of its forms — convolutions over the selected output channels (their sums read as maps, or
+gathered at the needed neurons), and the sums over the gathered input patches of the needed
+neurons — against a brute-force maximum of f over every
 breakpoint; the channel selection of grouped edges; the identity-shortcut fast path; and the
 event engine's spike times, which must not depend on which form or stage proves a neuron, nor
 on the chunk size."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -30,7 +34,28 @@ SETTINGS = settings(max_examples=12, deadline=None,
 # and depthwise convolutions, concatenations
 MODELS = ["bottleneck_identity", "basic_block_downsample", "resnet_basic", "mobilenet_v2",
           "inverted_residual", "densenet", "inception", "sum3"]
-FORMS = {"conv": float("inf"), "patch": 0.0}  # PATCH_COST forcing each form
+# (PATCH_COST, GATHER_FRACTION) forcing each form: convolutions with their sums read as maps
+# or gathered at the needed neurons, or the needed neurons' input patches
+FORMS = {"conv": (float("inf"), 0.0), "gathered": (float("inf"), float("inf")),
+         "patch": (0.0, 0.0)}
+
+
+@contextlib.contextmanager
+def grid_form(form: str) -> Iterator[None]:
+    """The grid bound in the form ``form`` (:data:`FORMS`) inside the block."""
+    old = bounds_grid.PATCH_COST, bounds_grid.GATHER_FRACTION
+    bounds_grid.PATCH_COST, bounds_grid.GATHER_FRACTION = FORMS[form]
+    try:
+        yield
+    finally:
+        bounds_grid.PATCH_COST, bounds_grid.GATHER_FRACTION = old
+
+
+def set_grid_form(monkeypatch: pytest.MonkeyPatch, form: str) -> None:
+    """The grid bound in the form ``form`` (:data:`FORMS`) for the rest of the test."""
+    cost, fraction = FORMS[form]
+    patch_package(monkeypatch, bounds, "PATCH_COST", cost)
+    patch_package(monkeypatch, bounds, "GATHER_FRACTION", fraction)
 
 
 def brute_max_f(layer: Population, xs: list[torch.Tensor], bias: torch.Tensor | None = None,
@@ -103,18 +128,16 @@ def test_both_forms_are_sound_on_multi_edge_populations(seed, name, skew, dtype,
                "none": []}[grid]
         for need in needs(layer, 3, seed + i):
             decided = {}
-            for form, cost in FORMS.items():
-                old = bounds_grid.PATCH_COST
-                bounds_grid.PATCH_COST = cost
-                try:
+            for form in FORMS:
+                with grid_form(form):
                     ok = bounds.certify_grid(layer, xs, z, grid=pts, need=need)
-                finally:
-                    bounds_grid.PATCH_COST = old
                 assert not bool((ok & (truth >= 0)).any()), (name, layer.name, form)
-                if form == "patch":  # only the needed neurons are computed
+                if form != "conv":  # only the needed neurons are computed
                     assert not bool((ok & ~need).any())
                 decided[form] = ok & need
-            # the two forms are the same bound (only the float32 summation order differs)
+            # the gathered sums are the very values of the maps
+            assert torch.equal(decided["conv"], decided["gathered"]), (name, layer.name)
+            # the patch form is the same bound (only the float32 summation order differs)
             diff = int((decided["conv"] ^ decided["patch"]).sum())
             assert diff <= 2 + 0.01 * int(need.sum()), (name, layer.name, diff)
 
@@ -125,7 +148,7 @@ def test_both_forms_are_sound_on_multi_edge_populations(seed, name, skew, dtype,
 def test_both_forms_are_sound_near_the_boundary(form, dtype, spread, monkeypatch) -> None:
     """Biases moved so that the first sample's neurons peak within ±spread·B of the threshold
     (half of them fire early by a hair), on multi-edge and grouped populations."""
-    patch_package(monkeypatch, bounds, "PATCH_COST", FORMS[form])
+    set_grid_form(monkeypatch, form)
     if dtype == torch.float32:
         spread = max(spread, 1e-5)  # float32 biases cannot resolve less
     above = below = 0
@@ -149,7 +172,7 @@ def test_both_forms_are_sound_near_the_boundary(form, dtype, spread, monkeypatch
 
 @pytest.mark.parametrize("form", list(FORMS))
 def test_both_forms_are_sound_with_perturbed_alpha(form, monkeypatch) -> None:
-    patch_package(monkeypatch, bounds, "PATCH_COST", FORMS[form])
+    set_grid_form(monkeypatch, form)
     g = torch.Generator().manual_seed(0)
     for name in ("resnet_basic", "mobilenet_v2"):
         snn, _ = converted(name, 2)
@@ -172,7 +195,7 @@ def test_both_forms_refuse_a_hair_thin_early_spike(form, excess, monkeypatch) ->
     it, so the margins are what the test checks."""
     from tests.simulation.engines.bounds.test_bounds import hair_thin_case
 
-    patch_package(monkeypatch, bounds, "PATCH_COST", FORMS[form])
+    set_grid_form(monkeypatch, form)
     layer, x, _, grid = hair_thin_case(excess)
     z = layer.affine(x)
     need = torch.ones_like(z, dtype=torch.bool)
@@ -257,10 +280,10 @@ def test_event_engine_is_unchanged_by_the_form_and_stages_of_the_grid(seed, monk
         early += sum(ref.certificate.early)
         monkeypatch.setattr(common, "GRID_MIN_FRACTION", 0.0)
         monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
-        for cost in FORMS.values():
+        for form in FORMS:
             for stages in (common.GRID_STAGES, ((bounds.GRID_QUANTILES, "float32"),),
                            ((bounds.GRID_QUANTILES, "bfloat16"),)):
-                patch_package(monkeypatch, bounds, "PATCH_COST", cost)
+                set_grid_form(monkeypatch, form)
                 monkeypatch.setattr(common, "GRID_STAGES", stages)
                 for chunk in (None, 3):
                     res = snn.simulate(x, chunk_size=chunk)

@@ -22,7 +22,13 @@ from onespike.simulation.engines.bounds.grid_patches import _grid_at_patches
 from onespike.simulation.engines.bounds.inputs import InputMaps, _edges, input_range
 from onespike.simulation.engines.bounds.points import grid_points
 from onespike.simulation.engines.bounds.precision import _U32, _f32, _gamma
-from onespike.simulation.masks import any_along, count_true
+from onespike.simulation.engines.bounds.reads import (
+    GATHER_FRACTION,
+    ChannelReads,
+    NeededReads,
+    Reads,
+)
+from onespike.simulation.masks import any_along, count_true, true_index
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
@@ -118,6 +124,7 @@ def certify_grid(
     if e32 >= 0.25:  # fan-in too large for a float32 bound
         return torch.zeros(z.shape, dtype=torch.bool, device=z.device)
     sel: Tensor | None = None
+    reads = Reads()
     use_bf16 = precision == "bfloat16" and bf16_drive_available(layer, xs[0].device)
     if need is not None:
         per_channel = need.reshape(z.shape[0], c_out, -1)
@@ -128,17 +135,16 @@ def certify_grid(
         n_sel = int(channels.sum())
         # input patches read by the needed neurons (samples × positions holding one)
         n_patch = count_true(any_along(per_channel, 1))
-        if n_patch * PATCH_COST < z.shape[0] * (layer.num_neurons // c_out):
+        positions = z.shape[0] * (layer.num_neurons // c_out)
+        if n_patch * PATCH_COST < positions:
             # few neurons: their input patches, not the whole layer
-            index = need.reshape(-1).nonzero().reshape(-1)
+            index = true_index(need)
             full = torch.zeros(z.shape, dtype=torch.bool, device=z.device)
             full.view(-1)[index] = _grid_at_patches(
                 layer, syn, xs, z, index, b, lk, sigma, a, pts, x_max, u_end, e32)
             return full
         if n_sel < c_out:
             sel = channels.nonzero().reshape(-1)
-            a = a[sel]
-            b, lk, sigma, z = b[sel], lk[sel], sigma[sel], z[:, sel]
             # grouped edges read only their input channels (the copies made so far too)
             maps = maps.select(functools.partial(syn.select_inputs, sel))
             xs = maps.xs
@@ -146,20 +152,25 @@ def certify_grid(
             # float64 ones (made float32 per call: a cached float32 copy of every weight
             # would cost half the network's memory again)
             syn = syn.select(sel, _grid_weights_bf16(layer)["signed"] if use_bf16 else None)
+        # the sums are read at the needed neurons only when they are few beside the maps
+        # computed (reads), else as maps of the computed channels
+        if count_true(need) <= GATHER_FRACTION * positions * n_sel:
+            reads = NeededReads(need, sel)
+        elif sel is not None:
+            reads = ChannelReads(sel)
+    shape = (z.shape[0], *layer.out_shape)
+    a, b, lk, sigma = (reads.param(t) for t in (a, b, lk, sigma))
+    z = reads.own(z)
     s64, lk64, b64 = sigma.to(torch.float64), lk.to(torch.float64), b.to(torch.float64)
     knots = sorted({0.0, *pts, u_end})
     if use_bf16:
-        low, high, d, wx = _grid_sums_bf16(layer, syn, maps, sel, pts, knots, x_max, u_end,
+        low, high, d, wx = _grid_sums_bf16(layer, syn, maps, sel, reads, pts, knots, x_max, u_end,
                                            lk64, need_wx=_wx_pays(layer, z, pts, u_end))
     else:
-        low, high, d, wx = _grid_sums32(syn, maps, pts, knots, x_max, s64, lk64, a, e32,
-                                        need_wx=z.dtype != torch.float64)
+        low, high, d, wx = _grid_sums32(syn, maps, reads, pts, knots, x_max, s64, lk64, a,
+                                        e32, need_wx=z.dtype != torch.float64)
     ok = _grid_verdict(layer, z, low, high, d, wx, s64, lk64, b64, a, x_max, u_end, e32)
-    if sel is None:
-        return ok
-    full = torch.zeros((z.shape[0], *layer.out_shape), dtype=torch.bool, device=z.device)
-    full[:, sel] = ok
-    return full
+    return reads.verdict(ok, shape)
 
 
 def _wx_pays(layer: PopulationLike, z: Tensor, pts: Sequence[float], u_end: float) -> bool:

@@ -18,6 +18,7 @@ from onespike.simulation.engines.bounds.inputs import (
     _scale_term,
 )
 from onespike.simulation.engines.bounds.precision import _bf16, _nchw64
+from onespike.simulation.engines.bounds.reads import Reads
 from onespike.simulation.engines.bounds.tents import _tent_sum, _tents
 from onespike.simulation.rounding import bf16_up
 from onespike.simulation.synapses import Synapses, select_rows
@@ -68,8 +69,9 @@ def _grid_abs_bf16(layer: PopulationLike) -> list[Tensor]:
 
 
 def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
-                    sel: Tensor | None, pts: Sequence[float], knots: Sequence[float],
-                    x_max: float, u_end: float, lk64: Tensor, *, need_wx: bool
+                    sel: Tensor | None, reads: Reads, pts: Sequence[float],
+                    knots: Sequence[float], x_max: float, u_end: float, lk64: Tensor, *,
+                    need_wx: bool
                     ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
     """:func:`_grid_sums32` with the maps and weights in bfloat16 and float32 accumulation
     (where :func:`bf16_drive_available`: several times cheaper than float32), in the *min
@@ -95,7 +97,9 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
     ``Σ|W|x`` have non-negative terms (weights rounded up):
     ``D ≤ D̂/((1 − 2⁻⁷)²(1 − γ))`` plus the same absolute term, as in the drive bound. The
     values returned are float32 (``low``: margins already added; no ``high``: every grid
-    point has the min form) and float64 (``D``, ``Σ|W|x``: already divided)."""
+    point has the min form) and float64 (``D``, ``Σ|W|x``: already divided), read by
+    ``reads`` (the sums over the output channels ``sel`` — None: all — as maps, or at the
+    needed neurons; ``lk64`` is read alike)."""
     cached = _grid_weights_bf16(layer)
     pick = (lambda ws: ws) if sel is None else (lambda ws: [select_rows(w, sel) for w in ws])
     # the selected synapses already hold the selected signed weights (certify_grid)
@@ -103,8 +107,6 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
     w_neg = pick(cached["neg"])
     view = (-1,) + (1,) * (len(layer.out_shape) - 1)
     lo, hat = cached["lo"], cached["hat"]
-    if sel is not None:
-        lo, hat = lo[sel], hat[sel]
     terms = syn.fan_in + len(syn.affines)
     gamma = terms * 2.0**-23
     r = _UB / (1.0 - _UB)
@@ -113,7 +115,7 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
     coef = lo + hat * (_UB + gamma * (1.0 + _UB))
     if not one_edge:
         coef = coef + hat * (r * (1.0 + _UB) * (1.0 + gamma))
-    coef = coef.reshape(view)
+    coef = reads.param(coef.reshape(view))
     absolute = 2.0 * terms * 2.0**-126 * max(1.0, cached["wmax"], u_end)
     xs = inputs.xs
     x32s = inputs.f32()
@@ -160,6 +162,7 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
         for c, part in zip(group, sums.split(bsz)):
             for x, w in shortcuts:
                 part.addcmul_(x.clamp_max(c), w)
+            part = reads.sums(part)
             k_c = ((coef - lk64) * c + absolute).to(torch.float32)
             p32 = part.to(torch.float32)  # exact; a mixed-dtype subtraction is slow on CPU
             cand = torch.sub(k_c, p32, out=p32)
@@ -173,10 +176,10 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
     scale = 1.0 / ((1.0 - _UB) ** 2 * (1.0 - gamma))
     d = _tent_sum(syn, x32s, w_neg, lambda x32: _tents(x32, knots, x_max, bf),
                   out_dtype=torch.float32, any_layout=True)
-    d64 = _nchw64(d).mul_(scale).add_(absolute)
+    d64 = _nchw64(reads.sums(d)).mul_(scale).add_(absolute)
     wx = None
     if need_wx:
         w_abs = pick(_grid_abs_bf16(layer))
-        wx = _nchw64(syn.linear(inputs.bf16(), w_abs, out_dtype=torch.float32, any_layout=True)
-                     ).mul_(scale).add_(absolute)
+        wx = _nchw64(reads.sums(syn.linear(inputs.bf16(), w_abs, out_dtype=torch.float32,
+                                           any_layout=True))).mul_(scale).add_(absolute)
     return low, None, d64, wx

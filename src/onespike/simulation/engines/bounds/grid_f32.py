@@ -16,16 +16,19 @@ from onespike.simulation.engines.bounds.grid_forms import (
 )
 from onespike.simulation.engines.bounds.inputs import InputMaps
 from onespike.simulation.engines.bounds.precision import sum_dtype
+from onespike.simulation.engines.bounds.reads import Reads
 from onespike.simulation.engines.bounds.tents import _tent_sum, _tents
 from onespike.simulation.synapses import Synapses
 
 
-def _grid_sums32(syn: Synapses, inputs: InputMaps, pts: Sequence[float], knots: Sequence[float],
-                 x_max: float, s64: Tensor, lk64: Tensor, a: Tensor, e32: float, *,
-                 need_wx: bool) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
+def _grid_sums32(syn: Synapses, inputs: InputMaps, reads: Reads, pts: Sequence[float],
+                 knots: Sequence[float], x_max: float, s64: Tensor, lk64: Tensor, a: Tensor,
+                 e32: float, *, need_wx: bool
+                 ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
     """The conv form's float32 sums: ``low``/``high`` (the maxima over the grid points of
     ``f(c) − (z − B)`` and ``f(c) − (b − B)``, rounding of the sums included), the tents'
-    ``D̂`` and, for networks below float64, ``Σ_j |W_ij| x_j``."""
+    ``D̂`` and, for networks below float64, ``Σ_j |W_ij| x_j`` — each read by ``reads``
+    right after its convolution (``s64``, ``lk64`` and ``a`` are read alike)."""
     xs = inputs.xs
     dt = sum_dtype(xs[0].device)
     x32s = [x.to(dt) for x in inputs.f32()]
@@ -43,8 +46,8 @@ def _grid_sums32(syn: Synapses, inputs: InputMaps, pts: Sequence[float], knots: 
             maps.append(torch.cat(per) if len(per) > 1 else per[0])
         sums = syn.linear(maps, w32)
         for (small, _, shift), part in zip(group, sums.split(bsz)):
-            low, high = _keep_max(low, high, small, part.sub_(shift))
-    d = _tent_sum(syn, x32s, [w.neg().clamp_min_(0.0) for w in w32],
-                  lambda x32: _tents(x32, knots, x_max))
-    wx = syn.linear(x32s, [w.abs() for w in w32]) if need_wx else None
+            low, high = _keep_max(low, high, small, reads.sums(part).sub_(shift))
+    d = reads.sums(_tent_sum(syn, x32s, [w.neg().clamp_min_(0.0) for w in w32],
+                             lambda x32: _tents(x32, knots, x_max)))
+    wx = reads.sums(syn.linear(x32s, [w.abs() for w in w32])) if need_wx else None
     return low, high, d, wx
