@@ -1,9 +1,9 @@
 """Input patches of convolution neurons (the exact walk and the grid bound's patch form read
-them): both gathers — index arithmetic on the input, and offsets into a padded copy — give
-the patches of an independent ``F.unfold`` of the padded input, with ``fill`` where the
-kernel covers padding and the matching ``valid`` mask, for any 2-d geometry (stride,
-dilation, asymmetric padding, groups); and each neuron's ``Σ W x`` over its patch is the
-convolution's output."""
+them): both 2-d gathers — offsets into the input (entries in the padding masked), and
+offsets into a padded copy — give the patches of an independent ``F.unfold`` of the padded
+input, with ``fill`` where the kernel covers padding and the matching ``valid`` mask, for any
+2-d geometry (stride, dilation, asymmetric padding, groups); and each neuron's ``Σ W x``
+over its patch is the convolution's output."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_both_gathers_are_the_unfolded_patches(groups: int, k: int, stride: int,
     n_keys = batch * groups * a.out_shape[1] * a.out_shape[2]
     key = torch.randperm(n_keys)[: max(1, n_keys // 2)]
     want_v, want_ok = unfold_patches(a, x, key, fill)
-    for factor in (0, 10**9):  # direct gather, padded copy
+    for factor in (0, 10**9):  # straight from the input, from a padded copy
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(affine, "PAD_GATHER_FACTOR", factor)
             vals, valid = a.patches(x, key, fill)
