@@ -41,7 +41,8 @@ process-wide backend flag is ever changed.
 One module per proof or form: :mod:`.drive`, :mod:`.late`, :mod:`.grid` (the entry point and
 the choice of form) with :mod:`.grid_f32`, :mod:`.grid_bf16` and :mod:`.grid_patches` (the
 three forms of its sums), :mod:`.grid_forms` (what the forms share: ``f`` at a grid point and
-the verdict), :mod:`.tents` and :mod:`.points` (its tents and grid points); :mod:`.inputs`
+the verdict), :mod:`.reads` (where the convolution form reads its sums: whole maps or only the
+needed neurons), :mod:`.tents` and :mod:`.points` (its tents and grid points); :mod:`.inputs`
 (the inputs' low-precision copies, shared by the proofs of one step) and :mod:`.precision`
 (rounding facts). The public names are re-exported here.
 """
