@@ -115,6 +115,30 @@ def test_wide_linear_results_do_not_depend_on_the_batch(dtype: torch.dtype) -> N
     assert torch.equal(rows, pop.z([xin[:9]]))
 
 
+def test_float64_convolution_results_do_not_depend_on_the_batch_with_two_threads() -> None:
+    """With two threads a lone sample's float64 convolution sums in another order than within a
+    batch (a 128-channel 16×16 layer differs in the last bit): spike times and outputs must be
+    the same for any chunk size, one sample included. (float32 convolutions run in oneDNN,
+    which picks its algorithm by batch size: README, Limitations.)"""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 128, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(128 * 16 * 16, 10)).eval()
+    x = torch.rand(5, 3, 16, 16, dtype=torch.float64)
+    snn = onespike.convert(model.double(), x, progress=False)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        whole = snn.simulate(x, chunk_size=5)
+        for chunk in (1, 2, 3):
+            part = snn.simulate(x, chunk_size=chunk)
+            assert torch.equal(part.output, whole.output), chunk
+            for a, b in zip(part.spike_times, whole.spike_times):
+                assert torch.equal(a, b), chunk
+    finally:
+        torch.set_num_threads(old)
+
+
 def test_perturbation_seeds_give_different_noise() -> None:
     x = torch.rand(8, 1, 4, 4)
     snn = onespike.convert(_mlp(), x, progress=False)

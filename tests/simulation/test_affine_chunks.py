@@ -1,7 +1,7 @@
 """float64 CPU convolutions run in chunks of samples (:func:`affine._conv_in_chunks`) give bit
 for bit the single call's result, for any geometry and chunk size, through
-:meth:`Affine.linear` as well; other dtypes, single samples and autograd keep the single
-call."""
+:meth:`Affine.linear` as well; a lone sample with several threads is padded so that it gets
+the values it gets in a batch; other dtypes and autograd keep the single call."""
 
 from __future__ import annotations
 
@@ -61,13 +61,14 @@ def test_chunked_float64_convolution_is_the_single_call(
 
 
 @pytest.mark.parametrize(("threads", "fit", "want"),
-                         [(2, 3, [2, 2, 2, 2, 1]), (2, 5, [4, 4, 1]), (3, 8, [6, 3]),
+                         [(2, 3, [2, 2, 2, 2, 2]), (2, 5, [4, 4, 2]), (3, 8, [6, 3]),
                           (1, 3, [3, 3, 3]), (3, 0, [3, 3, 3])])
 def test_a_chunk_holds_a_multiple_of_the_thread_count(
         threads: int, fit: int, want: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     """``fit`` samples' patches fit in COLUMN_BYTES: the chunk takes the largest multiple of
     the thread count not above it (each thread gets as many samples), and at least one sample
-    per thread (``fit`` 0)."""
+    per thread (``fit`` 0); a last chunk of one sample with several threads runs padded with a
+    zero sample (two threads: 9 samples in chunks of 2 end with 1, run as 2)."""
     a = _conv(2, 4, 4, 3, 1, 1, 1, 1, 6)
     x = torch.rand(9, 4, 6, 6, dtype=torch.float64)
     per_sample = a.weight[0].numel() * 36 * 8
@@ -92,7 +93,8 @@ def test_only_float64_batches_without_autograd_are_chunked() -> None:
     a = _conv(2, 4, 4, 3, 1, 1, 1, 1, 6)
     x = torch.rand(3, 4, 6, 6, dtype=torch.float64)
     assert affine._chunked_conv(x, a.weight)
-    assert not affine._chunked_conv(x[:1], a.weight)
+    # a single sample too when several threads run (padded: test_a_lone_sample_...)
+    assert affine._chunked_conv(x[:1], a.weight) == (torch.get_num_threads() > 1)
     assert not affine._chunked_conv(x.float(), a.weight.float())
     assert not affine._chunked_conv(x.requires_grad_(), a.weight)
     with torch.no_grad():
@@ -128,4 +130,27 @@ def test_chunks_are_written_straight_into_the_output_where_the_kernel_allows(
     want = F.conv2d(x, a.weight, None, 2, 1, dilation, groups)
     assert torch.equal(a.linear(x), want)
     step = torch.get_num_threads()
-    assert sum(into) == (7 - min(step, 7) if direct else 0)
+    # after the first chunk, every chunk but a padded one-sample tail goes straight in
+    later = [min(step, 7 - s) for s in range(step, 7, step)]
+    assert sum(into) == (sum(n for n in later if n > 1 or step == 1) if direct else 0)
+
+
+@pytest.mark.parametrize(("c", "size"), [(128, 16), (256, 8), (64, 32)])
+def test_a_lone_sample_gets_the_values_it_gets_in_a_batch(c: int, size: int) -> None:
+    """With several threads PyTorch runs a single sample's matrix product on every thread,
+    which sums in another order than the one-thread product of each sample of a batch
+    (VGG-16's 128-channel 16×16 and 256-channel 8×8 layers differ in the last bit): the
+    network's own convolution pads a lone sample with a zero one, so that a sample's values
+    do not depend on the batch or chunk it comes in."""
+    torch.manual_seed(0)
+    a = _conv(2, c, c, 3, 1, 1, 1, 1, size)
+    x = torch.rand(5, c, size, size, dtype=torch.float64)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        batch = a.linear(x)
+        for i in range(x.shape[0]):
+            assert torch.equal(a.linear(x[i : i + 1]), batch[i : i + 1]), i
+        assert torch.equal(a.linear(x[1:4]), batch[1:4])
+    finally:
+        torch.set_num_threads(old)

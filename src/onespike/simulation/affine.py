@@ -56,8 +56,9 @@ def _float64_cpu_no_grad(x: Tensor, w: Tensor) -> bool:
 def _chunked_conv(x: Tensor, w: Tensor) -> bool:
     """Whether a convolution runs in sample chunks (:func:`_conv_in_chunks`): float64 on the
     CPU (oneDNN has no float64 convolution; PyTorch's own unfolds the whole batch), no
-    autograd."""
-    return _float64_cpu_no_grad(x, w) and x.shape[0] > 1
+    autograd; several samples, or one sample with several threads (padded there: see
+    :func:`_conv_in_chunks`)."""
+    return _float64_cpu_no_grad(x, w) and (x.shape[0] > 1 or torch.get_num_threads() > 1)
 
 
 def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: tuple[int, ...],
@@ -73,26 +74,45 @@ def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: t
     runs a chunk's samples in parallel, one share per thread: a chunk holds a multiple of the
     thread count (at least one sample per thread), else one thread idles through part of every
     chunk (two threads, chunks of 3 samples: a quarter of the time of ResNet-18's 16×16
-    layers)."""
+    layers).
+
+    A chunk of *one* sample with several threads is padded with a zero sample: PyTorch runs a
+    lone sample's matrix product on every thread, which sums in another order than the
+    one-thread product each sample of a larger chunk gets (VGG-16's 8×8 and 16×16 layers
+    differed in the last bit), so a sample's values would depend on the batch or chunk it is
+    computed in. Padded, every sample takes the one-thread product (at batch 1 and two
+    threads VGG-16's convolutions then take about twice as long: 5.5 → 10.9 ms)."""
     bsz = x.shape[0]
     per_sample = max(1, w[0].numel() * out_positions * x.element_size())
     threads = max(1, torch.get_num_threads())
     step = max(threads, COLUMN_BYTES // per_sample // threads * threads)
     if step >= bsz:
-        return conv(x, w, None, stride, padding, dilation, groups)
+        return _conv_samples(conv, x, w, stride, padding, dilation, groups, threads)
     direct = (_slow_conv_into(x, w, stride, padding, dilation, groups)
               if conv is F.conv2d else None)
     out: Tensor | None = None
     for s in range(0, bsz, step):
-        if out is not None and direct is not None:  # straight into the output: no copy
-            direct(x[s : s + step], out[s : s + step])
+        if out is not None and direct is not None and (bsz - s > 1 or threads == 1):
+            direct(x[s : s + step], out[s : s + step])  # straight into the output: no copy
             continue
-        part = conv(x[s : s + step], w, None, stride, padding, dilation, groups)
+        part = _conv_samples(conv, x[s : s + step], w, stride, padding, dilation, groups,
+                             threads)
         if out is None:  # the output's shape, dtype and device come from the first chunk
             out = part.new_empty((bsz, *part.shape[1:]))
         out[s : s + step].copy_(part)
     assert out is not None
     return out
+
+
+def _conv_samples(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: tuple[int, ...],
+                  padding: tuple[int, ...] | int, dilation: tuple[int, ...], groups: int,
+                  threads: int) -> Tensor:
+    """``conv(x, w, …)``, a lone sample padded with a zero sample when several threads run
+    (:func:`_conv_in_chunks`)."""
+    if x.shape[0] != 1 or threads == 1:
+        return conv(x, w, None, stride, padding, dilation, groups)
+    pair = torch.cat([x, torch.zeros_like(x)])
+    return conv(pair, w, None, stride, padding, dilation, groups)[:1]
 
 
 def _slow_conv_into(x: Tensor, w: Tensor, stride: tuple[int, ...],
@@ -349,10 +369,13 @@ class Affine:
         in (the network's own ``z``, so that results do not depend on chunk sizes or process
         counts). BLAS matrix products choose their blocking, hence their summation order,
         by the number of rows; a Linear edge is then computed in blocks of exactly
-        :data:`ROW_BLOCK` rows (the last one zero-padded). Convolutions compute each sample
-        alike already (float64 ones on the CPU in chunks of samples: :func:`_conv_in_chunks`,
-        the same values), and float64 ones with small output maps on the CPU as products of
-        a fixed number of columns (:func:`_conv_blocked_mm`) whatever the batch."""
+        :data:`ROW_BLOCK` rows (the last one zero-padded). float64 convolutions on the CPU
+        compute each sample alike: in chunks of samples (:func:`_conv_in_chunks`, the same
+        values; a lone sample with several threads padded), small output maps as products of
+        a fixed number of columns (:func:`_conv_blocked_mm`) whatever the batch. float32
+        and bfloat16 convolutions run in oneDNN, which picks its algorithm by the batch
+        size: there a sample's values can differ in the last bits between chunk sizes
+        (README, Limitations)."""
         w = self.weight if weight is None else weight
         if self.kind == "linear":
             x2 = x.reshape(x.shape[0], -1)
