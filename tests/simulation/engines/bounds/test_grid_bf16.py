@@ -270,9 +270,19 @@ def test_bf16_grid_is_sound_on_multi_edge_populations(name: str, spread: float,
         truth = grid_brute_max_f(layer, xs)
         assert bool((truth[0] >= 0).any())
         need = torch.ones(z.shape, dtype=torch.bool)
+        third = torch.rand(z.shape, generator=g) < 0.33
         for grid in (None, bounds.grid_points(xs, layer.B_in, (0.5,))):
             ok = bounds.certify_grid(layer, xs, z, grid=grid, need=need, precision="bfloat16")
             assert not bool((ok & (truth >= 0)).any()), (name, layer.name, grid)
+            # a third of the neurons, their sums read as maps or gathered: the same verdicts
+            with grid_form("conv"):
+                maps = bounds.certify_grid(layer, xs, z, grid=grid, need=third,
+                                           precision="bfloat16")
+            with grid_form("gathered"):
+                gathered = bounds.certify_grid(layer, xs, z, grid=grid, need=third,
+                                               precision="bfloat16")
+            assert torch.equal(gathered, maps & third), (name, layer.name, grid)
+            assert not bool((gathered & (truth >= 0)).any()), (name, layer.name, grid)
 
 
 def test_bf16_grid_sums_count_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
