@@ -1,5 +1,5 @@
-"""Mask reductions (uint8 views; numpy counts of contiguous CPU masks, torch's otherwise) agree
-with torch's boolean reductions."""
+"""Mask reductions (uint8 views; numpy counts and indices of contiguous CPU masks, torch's
+otherwise) agree with torch's boolean reductions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from onespike.simulation.masks import (
     count_per_sample,
     count_true,
     per_sample_from_index,
+    true_index,
 )
 
 
@@ -29,11 +30,15 @@ def test_reductions_match_torch(p: float, strided: bool) -> None:
     assert torch.equal(per, m.reshape(m.shape[0], -1).sum(dim=1))
     for dim in range(m.dim()):
         assert torch.equal(any_along(m, dim), m.any(dim=dim))
+    index = true_index(m)
+    assert index.dtype == torch.int64 and index.device == m.device
+    assert torch.equal(index, m.reshape(-1).nonzero().reshape(-1))
 
 
 def test_empty_masks() -> None:
     e = torch.zeros((0, 3), dtype=torch.bool)
     assert not any_true(e) and count_true(e) == 0
+    assert true_index(e).dtype == torch.int64 and true_index(e).numel() == 0
     assert torch.equal(any_along(e, 0), e.any(dim=0))
     assert torch.equal(any_along(e, 1), e.any(dim=1))
 

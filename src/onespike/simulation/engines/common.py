@@ -25,6 +25,7 @@ from onespike.simulation.masks import (
     count_per_sample,
     count_true,
     per_sample_from_index,
+    true_index,
 )
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ def model_a_step(
     missing = ~ok
     if not any_true(missing):
         return PopulationStep(values, _zeros(values), sat, _zeros(values), finite)
-    index = missing.reshape(-1).nonzero().reshape(-1)
+    index = true_index(missing)
     exact = exact_values(layer, xs, index, gain, early_only=not late)
     if not late:  # NaN: no crossing before t_min, so the closed form holds
         exact = torch.where(torch.isnan(exact), values.reshape(-1)[index], exact)
