@@ -519,9 +519,8 @@ class Affine:
             xs = x.reshape(x.shape[0], -1).index_select(0, key)
             return xs, torch.ones_like(xs, dtype=torch.bool)
         if self.dims == 2:
-            if x.numel() <= PAD_GATHER_FACTOR * key.numel() * self.fan_in:
-                return self._patches_padded(x, key, fill)
-            return self._patches_offsets(x, key, fill)
+            padded = x.numel() <= PAD_GATHER_FACTOR * key.numel() * self.fan_in
+            return self._patches_2d(x, key, fill, padded=padded)
         spatial = self.out_shape[1:]
         n_sp = 1
         for s in spatial:
@@ -564,67 +563,47 @@ class Affine:
         xs = torch.where(v, xs, torch.full((), fill, dtype=xs.dtype, device=dev))
         return xs.reshape(u, -1), v.reshape(u, -1)
 
-    def _patches_offsets(self, x: Tensor, key: Tensor, fill: float) -> tuple[Tensor, Tensor]:
-        """:meth:`patches` of a 2-d convolution straight from ``x``: each patch entry's offset
-        into the contiguous ``x`` is the patch's base offset (its top-left corner, which may
-        lie in the padding) plus a fixed offset per kernel entry, as in
-        :meth:`_patches_padded` but without the padded copy. Entries in the padding point
-        elsewhere (clamped into ``x``) and are replaced by ``fill`` through ``valid``."""
+    def _patches_2d(self, x: Tensor, key: Tensor, fill: float, *, padded: bool
+                    ) -> tuple[Tensor, Tensor]:
+        """:meth:`patches` of a 2-d convolution: each patch entry's offset into the source map
+        is the patch's base offset (its top-left corner) plus a fixed offset per kernel entry
+        (one index sum, one gather). The source is a copy of ``x`` padded with ``fill``
+        (``padded``: every entry then lies inside it), or ``x`` itself, where entries in the
+        padding point elsewhere (clamped into ``x``) and are replaced by ``fill`` through
+        ``valid`` — no padded copy, a fresh map that can cost more than the gather."""
         _, h_out, w_out = (int(v) for v in self.out_shape)
         n_sp = h_out * w_out
         sp, bg = key % n_sp, key // n_sp
         b, g = bg // self.groups, bg % self.groups
         top, _, left, _ = self.pad
-        c_in, h_in, w_in = (int(v) for v in self.in_shape)
         cg, kh, kw = (int(v) for v in self.weight.shape[1:])
         dev = x.device
-        row0 = (sp // w_out) * self.stride[0] - top  # the patch's corner, padding included
+        row0 = (sp // w_out) * self.stride[0] - top  # the patch's corner in x's coordinates
         col0 = (sp % w_out) * self.stride[1] - left
-        base = ((b * c_in + g * cg) * h_in + row0) * w_in + col0
         kr = torch.arange(kh, device=dev) * self.dilation[0]
         kc = torch.arange(kw, device=dev) * self.dilation[1]
-        ci = torch.arange(cg, device=dev)
-        pattern = ((ci[:, None, None] * h_in + kr[None, :, None]) * w_in + kc[None, None, :]
-                   ).reshape(-1)  # (cg·kh·kw,), the order of weight.reshape(C, -1)
-        rows, cols = row0[:, None] + kr[None, :], col0[:, None] + kc[None, :]
-        inside = (((rows >= 0) & (rows < h_in))[:, :, None]
-                  & ((cols >= 0) & (cols < w_in))[:, None, :])  # (U, kh, kw)
-        valid = inside[:, None].expand(-1, cg, -1, -1).reshape(key.numel(), -1)
-        offsets = (base[:, None] + pattern[None, :]).clamp_(0, max(0, x.numel() - 1))
-        xs = x.contiguous().reshape(-1).index_select(0, offsets.reshape(-1)).reshape(
-            offsets.shape)
-        if not bool(inside.all()):
-            xs = torch.where(valid, xs, torch.full((), fill, dtype=xs.dtype, device=dev))
-        return xs, valid
-
-    def _patches_padded(self, x: Tensor, key: Tensor, fill: float) -> tuple[Tensor, Tensor]:
-        """:meth:`patches` of a 2-d convolution from a copy of ``x`` padded with ``fill``:
-        each patch entry's offset into it is the patch's base offset plus a fixed offset per
-        kernel entry (one index sum, one gather, no clamping or masking of the values)."""
-        _, h_out, w_out = (int(v) for v in self.out_shape)
-        n_sp = h_out * w_out
-        sp, bg = key % n_sp, key // n_sp
-        b, g = bg // self.groups, bg % self.groups
-        top, _, left, _ = self.pad
-        xp = F.pad(x, (self.pad[2], self.pad[3], self.pad[0], self.pad[1]), value=fill)
-        c_in, hp, wp = xp.shape[1], xp.shape[2], xp.shape[3]
-        cg, kh, kw = (int(v) for v in self.weight.shape[1:])
-        dev = x.device
-        oh, ow = sp // w_out, sp % w_out
-        base = ((b * c_in + g * cg) * hp + oh * self.stride[0]) * wp + ow * self.stride[1]
-        kr = torch.arange(kh, device=dev) * self.dilation[0]
-        kc = torch.arange(kw, device=dev) * self.dilation[1]
-        ci = torch.arange(cg, device=dev)
-        pattern = ((ci[:, None, None] * hp + kr[None, :, None]) * wp + kc[None, None, :]
-                   ).reshape(-1)  # (cg·kh·kw,), the order of weight.reshape(C, -1)
-        xs = xp.reshape(-1).index_select(0, (base[:, None] + pattern[None, :]).reshape(-1))
         # valid: the kernel entry lies inside the unpadded input (per position, not channel)
-        rows = oh[:, None] * self.stride[0] + kr[None, :] - top  # (U, kh)
-        cols = ow[:, None] * self.stride[1] + kc[None, :] - left  # (U, kw)
+        rows, cols = row0[:, None] + kr[None, :], col0[:, None] + kc[None, :]
         inside = (((rows >= 0) & (rows < self.in_shape[1]))[:, :, None]
                   & ((cols >= 0) & (cols < self.in_shape[2]))[:, None, :])  # (U, kh, kw)
         valid = inside[:, None].expand(-1, cg, -1, -1).reshape(key.numel(), -1)
-        return xs.reshape(key.numel(), -1), valid
+        if padded:
+            src = F.pad(x, (self.pad[2], self.pad[3], self.pad[0], self.pad[1]), value=fill)
+            row0, col0 = row0 + top, col0 + left
+        else:
+            src = x.contiguous()
+        c_in, h_src, w_src = (int(v) for v in src.shape[1:])
+        base = ((b * c_in + g * cg) * h_src + row0) * w_src + col0
+        ci = torch.arange(cg, device=dev)
+        pattern = ((ci[:, None, None] * h_src + kr[None, :, None]) * w_src + kc[None, None, :]
+                   ).reshape(-1)  # (cg·kh·kw,), the order of weight.reshape(C, -1)
+        offsets = base[:, None] + pattern[None, :]
+        if not padded:
+            offsets.clamp_(0, max(0, src.numel() - 1))
+        xs = src.reshape(-1).index_select(0, offsets.reshape(-1)).reshape(offsets.shape)
+        if not padded and not bool(inside.all()):
+            xs = torch.where(valid, xs, torch.full((), fill, dtype=xs.dtype, device=dev))
+        return xs, valid
 
     def gather(self, x: Tensor, index: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
         """Inputs and weights of selected neurons.
