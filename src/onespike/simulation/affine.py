@@ -92,7 +92,7 @@ def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: t
               if conv is F.conv2d else None)
     out: Tensor | None = None
     for s in range(0, bsz, step):
-        if out is not None and direct is not None and (bsz - s > 1 or threads == 1):
+        if out is not None and direct is not None and not _lone(bsz - s, threads):
             direct(x[s : s + step], out[s : s + step])  # straight into the output: no copy
             continue
         part = _conv_samples(conv, x[s : s + step], w, stride, padding, dilation, groups,
@@ -104,12 +104,18 @@ def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: t
     return out
 
 
+def _lone(samples: int, threads: int) -> bool:
+    """Whether a chunk of ``samples`` runs padded (:func:`_conv_in_chunks`): one sample, several
+    threads."""
+    return samples == 1 and threads > 1
+
+
 def _conv_samples(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: tuple[int, ...],
                   padding: tuple[int, ...] | int, dilation: tuple[int, ...], groups: int,
                   threads: int) -> Tensor:
     """``conv(x, w, …)``, a lone sample padded with a zero sample when several threads run
     (:func:`_conv_in_chunks`)."""
-    if x.shape[0] != 1 or threads == 1:
+    if not _lone(x.shape[0], threads):
         return conv(x, w, None, stride, padding, dilation, groups)
     pair = torch.cat([x, torch.zeros_like(x)])
     return conv(pair, w, None, stride, padding, dilation, groups)[:1]
