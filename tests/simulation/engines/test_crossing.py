@@ -127,3 +127,51 @@ def test_first_crossing_hand_computed_segments() -> None:
                        torch.tensor([[0.5]], dtype=torch.float64),
                        torch.tensor([-0.6], dtype=torch.float64), 1.0, 1.0)
     assert float(u[0]) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_closed_after_marks_exactly_the_closed_form_crossings(seed: int) -> None:
+    """``closed_after`` (late inputs possible) returns NaN exactly where the crossing comes
+    after ``t_min`` once every input with a non-zero weight has arrived, or is forced at
+    ``t_max`` with all of them arrived by then — there the closed form ``(z − B)/(S + leak)``
+    (clipped at ``t_max``) is the walk's value — and the walk's own value elsewhere. For a
+    neuron without late inputs it is the ``early_only`` walk's answer, bit for bit."""
+    from onespike.simulation.engines.crossing import first_crossing_sorted
+
+    g = torch.Generator().manual_seed(seed)
+    m, k = 400, 6
+    B_in, B_out = 1.0, 0.8
+    xs = (torch.rand(m, k, generator=g, dtype=torch.float64) * 2.6 - 1.6).clamp(max=B_in)
+    xs[: m // 2] = xs[: m // 2].abs().clamp(max=B_in)  # half of them: no late input at all
+    ws = (torch.rand(m, k, generator=g, dtype=torch.float64) - 0.45) * 0.5
+    ws[torch.rand(m, k, generator=g) < 0.2] = 0.0  # zero weights: arrivals that do not count
+    b = (torch.rand(m, generator=g, dtype=torch.float64) - 0.2) * 1.2
+    S = ws.sum(1)
+    leak = (1.0 - S) * (1.0 + 0.3 * torch.randn(m, generator=g, dtype=torch.float64))
+    order = torch.argsort(xs, dim=1, descending=True)
+    x_s, w_s = torch.gather(xs, 1, order), torch.gather(ws, 1, order)
+    walk = first_crossing_sorted(x_s, w_s, b, B_in, B_out, leak)
+    marked = first_crossing_sorted(x_s, w_s, b, B_in, B_out, leak, closed_after=True)
+    nan = torch.isnan(marked)
+    assert torch.equal(marked[~nan], walk[~nan])
+    # where marked: the crossing is after t_min (or forced) and after every counted arrival
+    late_arrival = torch.where(ws != 0, xs, torch.full_like(xs, float("inf"))).amin(1)
+    assert bool((walk[nan] < 0).all())
+    assert bool((walk[nan] <= late_arrival[nan] + 1e-12).all())
+    slope = S + leak
+    z = b + (ws * xs).sum(1)
+    closed = torch.where(slope > 0, (B_out + (z - B_out) / slope.where(slope > 0, 1.0))
+                         .clamp_min(0), 0.0) - B_out
+    assert torch.allclose(closed[nan], walk[nan], atol=1e-12, rtol=0)
+    # ... and every such crossing is marked (the rest of the neurons cross before t_min, or
+    # before a late input has arrived, or are forced with an input arriving after t_max)
+    after = (walk < 0) & (walk < late_arrival - 1e-9) & (late_arrival >= -B_out)
+    assert bool(nan[after & (slope > 1e-9)].all())
+    assert 20 < int(nan.sum()) < m - 20  # both kinds are really there
+    # without late inputs: the early_only walk's answer (inputs x ≤ 0 left out of it)
+    clean = (torch.where(ws != 0, xs, 1.0) >= 0).all(1) & (torch.where(ws != 0, 0.0, xs) >= 0
+                                                           ).all(1)
+    early = first_crossing_sorted(x_s[clean], w_s[clean], b[clean], B_in, B_out, leak[clean],
+                                  early_only=True)
+    assert torch.equal(torch.isnan(early), nan[clean])
+    assert torch.equal(early[~torch.isnan(early)], marked[clean][~nan[clean]])

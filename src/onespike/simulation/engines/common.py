@@ -76,7 +76,10 @@ def exact_values(
 
     ``early_only`` (valid when no input arrives after ``t_min``): only crossings before the
     window are computed — on the inputs that have arrived by then (``x > 0``) — and NaN is
-    returned for the others, whose crossing is then the closed form."""
+    returned for the others, whose crossing is then the closed form. Otherwise NaN marks the
+    neurons whose crossing the closed form gives as well (after ``t_min``, once their inputs
+    have arrived: :func:`first_crossing_sorted`'s ``closed_after``), so that a neuron's
+    value never depends on whether its batch has late inputs or a certificate covered it."""
     syn = layer.synapses
     x0 = xs[0]
     out = torch.empty(index.numel(), dtype=x0.dtype, device=x0.device)
@@ -108,7 +111,8 @@ def exact_values(
         if gain is not None:
             b, leak = _perturbed(b, s_flat[pos], gain.reshape(-1)[pos], layer.B_in)
         u = first_crossing_sorted(x_sorted.index_select(0, inverse), ws, b, layer.B_in,
-                                  layer.B, leak, early_only=early_only)
+                                  layer.B, leak, early_only=early_only,
+                                  closed_after=not early_only)
         out[sel] = layer.B + u
     return out
 
@@ -192,8 +196,8 @@ def model_a_step(
         return PopulationStep(values, _zeros(values), sat, _zeros(values), finite)
     index = true_index(missing)
     exact = exact_values(layer, xs, index, gain, early_only=not late)
-    if not late:  # NaN: no crossing before t_min, so the closed form holds
-        exact = torch.where(torch.isnan(exact), values.reshape(-1)[index], exact)
+    # NaN: the crossing is after t_min with every input arrived, so the closed form holds
+    exact = torch.where(torch.isnan(exact), values.reshape(-1)[index], exact)
     if use_exact:  # values is this step's own map (z, consumed, or a new one): no copy
         values.view(-1)[index] = exact
     n, bsz = layer.num_neurons, values.shape[0]

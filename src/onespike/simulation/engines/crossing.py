@@ -51,6 +51,7 @@ def first_crossing_sorted(
     leak: Tensor,
     *,
     early_only: bool = False,
+    closed_after: bool = False,
 ) -> Tensor:
     """:func:`first_crossing` for inputs already sorted by decreasing ``x`` (arrival order).
 
@@ -59,6 +60,15 @@ def first_crossing_sorted(
     ``t_min``, the crossing is the closed form ``u = z − B``. Inputs with ``x ≤ 0`` may then
     be left out of ``x_sorted`` (they only act after ``t_min``) as long as ``leak`` keeps
     the full ``1 − S``.
+
+    With ``closed_after`` (inputs may arrive after ``t_min``) NaN is returned for neurons
+    whose crossing the closed form gives too: those that cross after ``t_min`` (``u < 0``)
+    once every input with a non-zero weight has arrived (``f(u) = z − B − (S + leak)·u``
+    there, a root ``(z − B)/(S + leak)``) or are forced at ``t_max``, all of those inputs
+    having arrived by ``t_max``. Each neuron then gets the same value whether a certificate
+    covered it or the walk did, and the walk's answer in a batch with late inputs equals
+    its ``early_only`` answer for a neuron without any — so a result cannot depend on the
+    other samples of its batch (chunk sizes, process counts).
     """
     m, k = x_sorted.shape
     floor = 0.0 if early_only else -B_out
@@ -86,5 +96,15 @@ def first_crossing_sorted(
     u = torch.minimum(torch.maximum(root, loj), hij)
     miss = float("nan") if early_only else -B_out
     u = torch.where(any_hit, u, torch.full_like(u, miss))
+    if closed_after and k:
+        # last: the inputs in arrival order up to the last one with a non-zero weight (the
+        # segments from ``last`` on have every such input arrived), x_last its arrival
+        nz = w_sorted != 0
+        last = torch.where(nz, torch.arange(1, k + 1, device=nz.device), 0).amax(dim=1)
+        x_last = torch.gather(x_sorted, 1, (last - 1).clamp_min(0)[:, None])[:, 0]
+        all_by_t_max = (last == 0) | (x_last >= -B_out)
+        after = (j[:, 0] >= last) & (Dj > 0) & (root < 0)
+        closed = all_by_t_max & (after | ~any_hit)
+        u = torch.where(closed, torch.full_like(u, float("nan")), u)
     f_start = b + 0.0 - B_out - leak * B_in  # f(B_in): V(t_start) − theta (nothing arrived)
     return torch.where(f_start >= 0, torch.full_like(u, B_in), u)
