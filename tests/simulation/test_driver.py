@@ -71,6 +71,45 @@ def test_automatic_chunks_are_as_few_as_the_budget_allows_and_equal(monkeypatch)
     assert sizes == [7]
 
 
+def test_a_small_working_set_runs_in_one_chunk_without_the_memory_query(monkeypatch) -> None:
+    """Up to SMALL_WORKING_SET bytes the batch is one chunk and the free memory is never
+    read; above it (here: a threshold of 0) it is, and the chunks follow from it."""
+    import psutil
+
+    from onespike.simulation import driver
+
+    x = torch.rand(9, 1, 8, 8)
+    snn = onespike.convert(cnn(), x, progress=False)
+    assert 9 * driver.sample_bytes(snn, True, snn.dtype) <= driver.SMALL_WORKING_SET
+    sizes: list[int] = []
+    real = driver._chunk
+
+    def spy(network, chunk, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(chunk.shape[0])
+        return real(network, chunk, *args, **kwargs)
+
+    def no_query():  # type: ignore[no-untyped-def]
+        raise AssertionError("free memory queried")
+
+    monkeypatch.setattr(driver, "_chunk", spy)
+    monkeypatch.setattr(psutil, "virtual_memory", no_query)
+    whole = snn.simulate(x)
+    assert sizes == [9]
+    queried: list[int] = []
+
+    def tiny():  # type: ignore[no-untyped-def]
+        queried.append(1)
+        return type("Memory", (), {"available": 4 * 4 * driver.sample_bytes(snn, True,
+                                                                            snn.dtype)})()
+
+    monkeypatch.setattr(psutil, "virtual_memory", tiny)
+    monkeypatch.setattr(driver, "SMALL_WORKING_SET", 0)
+    sizes.clear()
+    part = snn.simulate(x)  # a quarter of "available" holds 4 samples: chunks of 3
+    assert queried and sizes == [3, 3, 3]
+    assert torch.equal(part.output, whole.output)
+
+
 def test_chunk_estimate_by_hand() -> None:
     """Per sample, the largest over the populations of (maps alive + inputs + 4 × neurons),
     in the network's dtype; recorded maps stay alive. 4 → 3 → 5 → 2: without recording 20,

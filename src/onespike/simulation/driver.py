@@ -29,8 +29,8 @@ from onespike.simulation.schedule import last_use
 if TYPE_CHECKING:
     from onespike.simulation.protocols import NetworkLike, PopulationLike
 
-__all__ = ["CHUNK_BYTES", "ENGINES", "Engine", "SimulationResult", "auto_chunk_size",
-           "run_simulation"]
+__all__ = ["CHUNK_BYTES", "ENGINES", "SMALL_WORKING_SET", "Engine", "SimulationResult",
+           "auto_chunk_size", "run_simulation", "sample_bytes"]
 
 #: Engines of :meth:`SpikingNetwork.simulate`.
 ENGINES = ("event", "closed", "clock")
@@ -44,6 +44,10 @@ ENGINES = ("event", "closed", "clock")
 # network, estimate / measured, their float64 forward): VGG-16 32×32 194 / 202 (362),
 # ResNet-18 322 / 354 (426), VGG-16 64×64 774 / 626 (1418).
 CHUNK_BYTES = 1 << 30
+#: A batch whose working set (:func:`sample_bytes`) is at most this many bytes runs in one
+#: chunk without the free-memory query of :func:`auto_chunk_size` (a tenth of a millisecond:
+#: a tenth of a small network's call at batch 1).
+SMALL_WORKING_SET = 64 << 20
 
 
 class Engine(Protocol):
@@ -93,14 +97,9 @@ class SimulationResult:
 
 def auto_chunk_size(network: NetworkLike, record: bool, dtype: torch.dtype,
                     device: torch.device, max_memory: int | None = None) -> int:
-    """Samples per chunk so that the working set stays within ``max_memory`` bytes (default:
-    a quarter of the available memory, at most :data:`CHUNK_BYTES`).
-
-    Per sample, in the network's dtype: the largest, over the populations in order, of the
-    maps still alive (with ``record``, every recorded one so far) plus the population's
-    inputs plus four maps of its neurons — within about a quarter of the live memory
-    measured on the benchmark's VGG-16s and ResNet-18 (:data:`CHUNK_BYTES`). Fixed costs
-    (cached weight copies, the exact walk's gathers) are not per sample and not counted."""
+    """Samples per chunk so that the working set (:func:`sample_bytes` per sample) stays
+    within ``max_memory`` bytes (default: a quarter of the available memory, at most
+    :data:`CHUNK_BYTES`)."""
     if max_memory is None:
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
@@ -108,6 +107,16 @@ def auto_chunk_size(network: NetworkLike, record: bool, dtype: torch.dtype,
         else:
             avail = int(psutil.virtual_memory().available)
         max_memory = min(CHUNK_BYTES, avail // 4)
+    return max(1, int(max_memory // max(sample_bytes(network, record, dtype), 1)))
+
+
+def sample_bytes(network: NetworkLike, record: bool, dtype: torch.dtype) -> int:
+    """The working set of one sample, in bytes of ``dtype``: the largest, over the populations
+    in order, of the maps still alive (with ``record``, every recorded one so far) plus the
+    population's inputs plus four maps of its neurons — within about a quarter of the live
+    memory measured on the benchmark's VGG-16s and ResNet-18 (:data:`CHUNK_BYTES`). Fixed
+    costs (cached weight copies, the exact walk's gathers) are not per sample and not
+    counted."""
     item = torch.empty((), dtype=dtype, device="cpu").element_size()
     sizes = {"input": math.prod(network.input_shape)}
     live = sizes["input"]
@@ -123,7 +132,7 @@ def auto_chunk_size(network: NetworkLike, record: bool, dtype: torch.dtype,
         live += pop.num_neurons
         if not record:  # (recorded maps stay: as the spike times, or copied into them)
             live -= sum(sizes[n] for n, j in last.items() if j == i)
-    return max(1, int(max_memory // max(per * item, 1)))
+    return per * item
 
 
 def _nonfinite(v: Tensor, silent_ok: bool) -> int:
@@ -151,6 +160,9 @@ def run_simulation(
 ) -> SimulationResult:
     """Simulate normalised inputs ``x̂`` with ``engine`` (see the module docstring)."""
     n = xhat.shape[0]
+    if chunk_size is None and max_memory is None \
+            and n * sample_bytes(network, record, network.dtype) <= SMALL_WORKING_SET:
+        chunk_size = max(n, 1)  # one chunk, without asking the system for its free memory
     if chunk_size is None:
         chunk_size = auto_chunk_size(network, record, network.dtype, network.device,
                                      max_memory)
