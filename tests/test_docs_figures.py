@@ -1,5 +1,6 @@
-"""The robustness tables in the README and docs/robustness.md are the JSON files their commands
-wrote (``--json docs/figures/….json``): a rerun that changes a curve must change its table."""
+"""The result tables of the README and docs/robustness.md are the files their commands wrote
+(the robustness curves' ``--json docs/figures/….json``, the Fashion-MNIST reproduction's
+``results/*.md``): a rerun that changes a number must change its table."""
 
 from __future__ import annotations
 
@@ -92,3 +93,16 @@ def test_readme_table_is_its_json(path: str, rows: list[tuple[str, ...]]) -> Non
 @pytest.mark.parametrize(("path", "rows"), _doc_tables(), ids=lambda v: str(v)[:40])
 def test_robustness_doc_table_is_its_json(path: str, rows: list[tuple[str, ...]]) -> None:
     assert rows == _expected(path, 2)
+
+
+def test_readme_fashion_mnist_table_is_the_reproduction_files() -> None:
+    """The README's zero-loss table is results/fmnist.md (what ``scripts/reproduce_fmnist.py``
+    wrote), row for row."""
+
+    def rows(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if ln.startswith("| ") and "_fmnist |" in ln]
+
+    readme = rows((ROOT / "README.md").read_text())
+    files = rows((ROOT / "results" / "fmnist.md").read_text())
+    assert len(files) == 10
+    assert [r for r in readme if r.split("|")[1].strip().endswith("_fmnist")][:10] == files
