@@ -16,13 +16,17 @@ from onespike.simulation.engines.bounds.precision import _f32
 GRID_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.85, 0.95, 0.99)
 
 
-_GRID_SAMPLE = 1 << 14
+# Entries sampled for the quantiles (one numpy sort per population): 4,096 instead of 16,384
+# made batch-1 calls 2–7 % faster (VGG-16 float64 95.4 → 93.6 ms, float32 85.4 → 79.5 ms,
+# ResNet-18 126.2 → 121.8 ms, one process) with the same outputs and the same neurons left
+# to the exact walk within a few (checked on four bench models at batch 1 and 64).
+_GRID_SAMPLE = 1 << 12
 
 
 def grid_points(x: Tensor | Sequence[Tensor], B_in: float,
                 quantiles: Sequence[float] = GRID_QUANTILES) -> list[float]:
     """Interior grid points for :func:`certify_grid`: ``quantiles`` of the positive inputs
-    ``x`` (a fixed subsample of at most 16,384 entries), rounded to float32, then the largest
+    ``x`` (a fixed subsample of at most 4,096 entries), rounded to float32, then the largest
     input (rounded up). Any points are correct; these make the bound tight where the inputs
     are."""
     return grid_stages(x, B_in, [quantiles])[0]
