@@ -100,6 +100,12 @@ def auto_chunk_size(network: NetworkLike, record: bool, dtype: torch.dtype,
     """Samples per chunk so that the working set (:func:`sample_bytes` per sample) stays
     within ``max_memory`` bytes (default: a quarter of the available memory, at most
     :data:`CHUNK_BYTES`)."""
+    return _chunk_for(sample_bytes(network, record, dtype), device, max_memory)
+
+
+def _chunk_for(per_sample: int, device: torch.device, max_memory: int | None) -> int:
+    """Samples of ``per_sample`` bytes that fit in ``max_memory`` (None: a quarter of the
+    memory available on ``device``, at most :data:`CHUNK_BYTES`), at least one."""
     if max_memory is None:
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
@@ -107,7 +113,7 @@ def auto_chunk_size(network: NetworkLike, record: bool, dtype: torch.dtype,
         else:
             avail = int(psutil.virtual_memory().available)
         max_memory = min(CHUNK_BYTES, avail // 4)
-    return max(1, int(max_memory // max(sample_bytes(network, record, dtype), 1)))
+    return max(1, int(max_memory // max(per_sample, 1)))
 
 
 def sample_bytes(network: NetworkLike, record: bool, dtype: torch.dtype) -> int:
@@ -160,12 +166,12 @@ def run_simulation(
 ) -> SimulationResult:
     """Simulate normalised inputs ``x̂`` with ``engine`` (see the module docstring)."""
     n = xhat.shape[0]
-    if chunk_size is None and max_memory is None \
-            and n * sample_bytes(network, record, network.dtype) <= SMALL_WORKING_SET:
-        chunk_size = max(n, 1)  # one chunk, without asking the system for its free memory
     if chunk_size is None:
-        chunk_size = auto_chunk_size(network, record, network.dtype, network.device,
-                                     max_memory)
+        per_sample = sample_bytes(network, record, network.dtype)
+        if max_memory is None and n * per_sample <= SMALL_WORKING_SET:
+            chunk_size = max(n, 1)  # one chunk, without asking the system for its free memory
+        else:  # auto_chunk_size, on the estimate just made
+            chunk_size = _chunk_for(per_sample, network.device, max_memory)
         # as few chunks as that allows, of equal sizes (64 in 45 + 19 costs the fixed costs
         # twice, as 32 + 32 does, with a larger working set)
         if n:
