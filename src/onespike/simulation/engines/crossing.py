@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from onespike.simulation.engines.ordering import argsort_descending, first_true
+from onespike.simulation.engines.scan import prefix_sums
 from onespike.simulation.masks import any_along
 
 __all__ = ["first_crossing", "first_crossing_sorted"]
@@ -68,14 +69,16 @@ def first_crossing_sorted(
     having arrived by ``t_max``. Each neuron then gets the same value whether a certificate
     covered it or the walk did, and the walk's answer in a batch with late inputs equals
     its ``early_only`` answer for a neuron without any — so a result cannot depend on the
-    other samples of its batch (chunk sizes, process counts).
+    other samples of its batch (chunk sizes, process counts). Both rest on the running sums
+    being added in arrival order on every device (:func:`~.scan.prefix_sums`): a neuron's
+    sums then do not depend on the rows walked with it, nor on where its row is cut.
     """
     m, k = x_sorted.shape
     floor = 0.0 if early_only else -B_out
     cw = x_sorted.new_zeros((m, k + 1))  # Σ of the first k weights (arrived inputs)
     cwx = x_sorted.new_zeros((m, k + 1))
-    torch.cumsum(w_sorted, dim=1, out=cw[:, 1:])
-    torch.cumsum(w_sorted * x_sorted, dim=1, out=cwx[:, 1:])
+    prefix_sums(w_sorted, out=cw[:, 1:])  # added in arrival order (.scan)
+    prefix_sums(w_sorted * x_sorted, out=cwx[:, 1:])
     # segment j (after j arrivals): f(u) = A_j − D_j·u with A_j = b + CWX_j − B, D_j = CW_j + leak
     lo = x_sorted.new_empty((m, k + 1))
     lo[:, :k] = x_sorted
