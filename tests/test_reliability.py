@@ -226,6 +226,41 @@ def test_cuda_smoke() -> None:
         assert fig is not None
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_random_vgg_with_every_proof_tier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A random VGG whose neurons the drive bound partly misses, every grid stage switched
+    on: converted on the GPU and on the CPU, both networks reproduce the ReLU logits, and
+    the GPU's spike times are the CPU's up to rounding."""
+    from onespike.apps.bench.models import RECIPES, apply_recipe
+    from onespike.models.architectures import VGG, _vgg_features
+    from onespike.simulation.engines import common
+
+    monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(common, "BF16_STAGE_MIN_ELEMENTS", 0)
+    assert "kaiming" in RECIPES
+    torch.manual_seed(0)
+    model = VGG(_vgg_features((8, 8, "M", 12), 3, bn_after_relu=False),
+                nn.Sequential(nn.Flatten(), nn.Linear(12 * 4 * 4, 16), nn.ReLU(),
+                              nn.Linear(16, 3)))
+    g = torch.Generator().manual_seed(1)
+    apply_recipe(model, "kaiming", torch.rand(64, 3, 8, 8, generator=g), seed=0)
+    calib = torch.rand(64, 3, 8, 8, generator=g)
+    x = torch.rand(16, 3, 8, 8, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model.double()(x)
+    scale = float(ref.abs().max())
+    sims = {}
+    for dev in ("cpu", "cuda"):
+        snn = onespike.convert(model.float().to(dev), calib.to(dev), progress=False)
+        sims[dev] = sim = snn.simulate(x.to(dev))
+        assert sim.output.device.type == dev and sim.certificate.exact
+        assert float((sim.output.cpu() - ref).abs().max()) <= 1e-9 * scale
+    for a, b in zip(sims["cpu"].spike_times, sims["cuda"].spike_times):
+        finite = torch.isfinite(a)
+        assert torch.equal(finite, torch.isfinite(b.cpu()))
+        assert float((a[finite] - b.cpu()[finite]).abs().max(initial=0.0)) <= 1e-9
+
+
 @pytest.mark.parametrize("engine", ["event", "closed", "clock"])
 def test_empty_batch_and_bad_chunk_size(engine: str) -> None:
     snn = onespike.convert(_mlp(), torch.rand(4, 1, 4, 4), progress=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from onespike.apps.bench import AGREEMENT_TOL, CALLS, ENGINES, run_benchmark, to_markdown
@@ -105,8 +106,6 @@ def test_markdown(quick: tuple[dict, str]) -> None:
 def test_default_path_runners() -> None:
     """``event-default`` and ``closed-cert-default`` are the default-argument calls (spike
     times recorded); ``call`` is ``snn(x)``, without certificate; all equal ``event``."""
-    import torch
-
     import onespike
     from onespike.apps.bench import BENCH_MODELS, bench_data, build_model
 
@@ -165,3 +164,38 @@ def test_time_group_warms_up_runners_whose_first_run_was_elsewhere(cold: bool) -
         assert max(samples) < 0.2
     else:
         assert max(samples) >= 0.3
+
+
+def test_device_is_recorded(quick: tuple[dict, str]) -> None:
+    data, md = quick
+    assert data["settings"]["device"] == "cpu" and data["machine"]["device"] == "cpu"
+    assert "peak RSS" in md and "Device " not in md
+
+
+@pytest.mark.parametrize("device, why", [
+    ("meta", "holds no values"),
+    ("warp:0", "not a torch device"),
+    pytest.param("cuda", "no CUDA GPU", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="a GPU is present")),
+])
+def test_bad_device(device: str, why: str) -> None:
+    """An unusable device is refused before anything runs, with the reason and the way out."""
+    from onespike.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match=why):
+        run_benchmark(quick=True, device=device, progress=False)
+    res = CliRunner().invoke(bench_command, ["--quick", "--no-progress", "--device", device])
+    assert res.exit_code != 0 and why in res.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_quick_benchmark_on_cuda() -> None:
+    """The quick benchmark converts and runs on the GPU: float64 outputs equal the ReLU
+    logits, peak memory is the device's."""
+    res = run_benchmark(quick=True, device="cuda", engines="event-default,call", progress=False)
+    assert res["checks"]["float64_agreement_passed"] and res["checks"]["agreement_checked"]
+    assert res["machine"]["device"].startswith("cuda") and res["machine"]["device_name"]
+    for r in res["results"]:
+        assert r["status"] == "ok", r
+        assert "torch.cuda" in r["memory_method"]
+    assert "Device cuda" in to_markdown(res)

@@ -32,9 +32,12 @@ __all__ = [
     "EXACT_ENGINES",
     "MIB",
     "MeasuredRun",
+    "PeakCUDA",
     "PeakRSS",
     "Runner",
+    "bench_device",
     "certificate_of_call",
+    "device_sync",
     "make_runner",
     "measure_in_process",
     "measured_run",
@@ -80,18 +83,57 @@ Runner = Callable[[], tuple[Tensor, Any]]
 _T = TypeVar("_T")
 
 
+def bench_device(name: str) -> torch.device:
+    """The device ``name`` (``cpu``, ``cuda``, ``cuda:1``, …) if the benchmark can run there:
+    a device this machine has, holding real values (not ``meta``); else
+    :class:`~onespike.errors.ArgumentError` saying why."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ArgumentError(f"device {name!r} is not a torch device ({exc}); e.g. cpu, cuda, "
+                            "cuda:1") from None
+    if dev.type == "meta":
+        raise ArgumentError("device 'meta' holds no values: benchmark on cpu or a GPU")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ArgumentError(f"device {name!r}: no CUDA GPU is available here "
+                            "(torch.cuda.is_available() is False); leave --device out to "
+                            "benchmark on the CPU")
+    try:
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        raise ArgumentError(f"device {name!r} cannot be used here: {exc}") from None
+    return dev
+
+
+def device_sync(device: torch.device) -> Callable[[], None]:
+    """What waits for the work queued on ``device`` (a no-op on the CPU, whose calls return
+    when done): a GPU call returns once its kernels are queued, so each timed call is
+    followed by this."""
+    if device.type == "cpu":
+        return lambda: None
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: torch.accelerator.synchronize(device)
+
+
 def make_runner(engine: str, obj: Any, x: Tensor, *, clock_steps: int) -> Runner:
     """A call running ``engine`` once on ``x`` (:data:`CALLS`); returns ``(output,
     certificate or None)`` — None for ``relu`` and ``call`` (``snn(x)`` returns the output
-    only). ``obj`` is the ReLU model (engine ``relu``) or the spiking network."""
+    only). ``obj`` is the ReLU model (engine ``relu``) or the spiking network, on the device
+    of ``x``; the call returns once the device has finished it (:func:`device_sync`)."""
+    sync = device_sync(x.device)
     if engine == "relu":
         def run() -> tuple[Tensor, Any]:
             with torch.no_grad():
-                return obj(x), None
+                out = obj(x)
+            sync()
+            return out, None
         return run
     if engine == "call":
         def call() -> tuple[Tensor, Any]:
-            return obj(x), None
+            out = obj(x)
+            sync()
+            return out, None
         return call
     options: dict[str, Any]
     if engine == "closed":
@@ -111,6 +153,7 @@ def make_runner(engine: str, obj: Any, x: Tensor, *, clock_steps: int) -> Runner
 
     def run_snn() -> tuple[Tensor, Any]:
         res = obj.simulate(x, **options)
+        sync()
         return res.output, res.certificate
     return run_snn
 
@@ -217,6 +260,7 @@ def _outcome(engine: str, dtype: str, out: Tensor, cert: Any, ref: Tensor) -> di
     whether float64 outputs of an exact engine equal ``ref`` within :data:`AGREEMENT_TOL`
     (None: not checked — other engines, float32, or an event engine whose certificate does
     not hold, where the spiking network legitimately differs)."""
+    out = out.detach().cpu()  # (ref is on the CPU)
     res: dict[str, Any] = {"max_rel_err": _rel_err(out, ref)}
     res["predictions_agree"] = float(
         (out.reshape(out.shape[0], -1).argmax(1) == ref.reshape(ref.shape[0], -1).argmax(1))
@@ -256,14 +300,43 @@ class MeasuredRun:
     cpu_s: float
 
 
-def measured_run(run: Callable[[], _T]) -> tuple[_T, MeasuredRun]:
-    """``run()`` with its peak resident memory, wall time and CPU time, after a garbage
-    collection and returning freed heap memory to the system (:func:`release_free_memory`),
-    so that the call's allocations are counted even where an earlier call freed memory of
-    the same size."""
+class PeakCUDA:
+    """Peak memory allocated by PyTorch on a CUDA ``device`` between :meth:`start` and
+    :meth:`stop`, above what was allocated at :meth:`start` (``torch.cuda`` memory
+    statistics: the tensors' memory, not the caching allocator's reserve)."""
+
+    method = "torch.cuda.max_memory_allocated (device memory)"
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.base = 0
+
+    def start(self) -> None:
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.base = torch.cuda.memory_allocated(self.device)
+
+    def stop(self) -> int:
+        """Bytes of peak allocated device memory above the start."""
+        torch.cuda.synchronize(self.device)
+        return max(0, torch.cuda.max_memory_allocated(self.device) - self.base)
+
+
+def measured_run(run: Callable[[], _T], device: torch.device | None = None
+                 ) -> tuple[_T, MeasuredRun]:
+    """``run()`` with its peak memory, wall time and CPU time: on the CPU its peak resident
+    memory, after a garbage collection and returning freed heap memory to the system
+    (:func:`release_free_memory`), so that the call's allocations are counted even where an
+    earlier call freed memory of the same size; on a CUDA ``device`` the device memory
+    PyTorch allocates (:class:`PeakCUDA`)."""
     gc.collect()
-    trimmed = release_free_memory()
-    peak = PeakRSS()
+    peak: PeakRSS | PeakCUDA
+    if device is not None and device.type == "cuda":
+        trimmed = False
+        peak = PeakCUDA(device)
+    else:
+        trimmed = release_free_memory()
+        peak = PeakRSS()
     peak.start()
     c0, t0 = time.process_time(), time.perf_counter()
     out = run()
@@ -273,12 +346,12 @@ def measured_run(run: Callable[[], _T]) -> tuple[_T, MeasuredRun]:
     return out, MeasuredRun(extra, peak.base, method, wall, cpu)
 
 
-def steady_peak(run: Callable[[], Any]) -> int:
-    """Bytes of peak RSS above the start of ``run()`` called once more (after a first call):
-    its working set without the one-time costs of a first call (the certificates' cached
-    weight copies, the libraries' kernels for these shapes), measured as the first run is
-    (:func:`measured_run`)."""
-    return measured_run(run)[1].peak_bytes
+def steady_peak(run: Callable[[], Any], device: torch.device | None = None) -> int:
+    """Bytes of peak memory above the start of ``run()`` called once more (after a first
+    call): its working set without the one-time costs of a first call (the certificates'
+    cached weight copies, the libraries' kernels for these shapes), measured as the first
+    run is (:func:`measured_run`)."""
+    return measured_run(run, device)[1].peak_bytes
 
 
 def _measure_first_run(job: dict[str, Any]) -> dict[str, Any]:
@@ -291,22 +364,23 @@ def _measure_first_run(job: dict[str, Any]) -> dict[str, Any]:
     from onespike.network import load
 
     torch.set_num_threads(int(job["threads"]))
+    device = bench_device(job.get("device", "cpu"))
     spec = BENCH_MODELS[job["model"]]
     dtype = DTYPES[job["dtype"]]
     data = load_file(job["data"])
     b = int(job["batch"])
-    x = data["x"][:b].to(dtype)
+    x = data["x"][:b].to(device=device, dtype=dtype)
     ref = data["ref"][:b]
     if job["engine"] == "relu":
-        obj: Any = load_model(spec, job["weights"], dtype)
+        obj: Any = load_model(spec, job["weights"], dtype).to(device)
         warm = make_runner("relu", obj, x[:1], clock_steps=1)
     else:
-        obj = load(job["snn"])
+        obj = load(job["snn"]).to(device)
         warm = make_runner("closed", obj, x[:1], clock_steps=1)
     run = make_runner(job["engine"], obj, x, clock_steps=int(job["clock_steps"]))
     warm()
-    (out, cert), first = measured_run(run)
-    steady = steady_peak(run)
+    (out, cert), first = measured_run(run, device)
+    steady = steady_peak(run, device)
     res = {"first_run_s": first.wall_s, "first_run_cpu_s": first.cpu_s,
            "peak_bytes": first.peak_bytes, "peak_steady_bytes": steady,
            "baseline_bytes": first.base_bytes, "memory_method": first.method,

@@ -28,6 +28,7 @@ from onespike.apps.bench.measure import (
     ENGINES,
     MIB,
     Runner,
+    bench_device,
     make_runner,
     measure_in_process,
     run_in_child,
@@ -54,8 +55,9 @@ PerImage = dict[str, float | None]
 
 
 # -- machine ---------------------------------------------------------------------------------
-def machine_info() -> dict[str, Any]:
-    """CPU, memory, library versions and thread settings of this machine."""
+def machine_info(device: torch.device | None = None) -> dict[str, Any]:
+    """CPU, memory, library versions and thread settings of this machine, and the measured
+    ``device`` (default: the CPU) with its name."""
     cpu_model = platform.processor()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -89,7 +91,19 @@ def machine_info() -> dict[str, Any]:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "load_average_start": _load_average(),
+        **_device_info(device or torch.device("cpu")),
     }
+
+
+def _device_info(device: torch.device) -> dict[str, Any]:
+    """The measured device, and for a GPU its name, memory and CUDA version."""
+    info: dict[str, Any] = {"device": str(device)}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(device_name=props.name,
+                    device_memory_gib=round(props.total_memory / (1 << 30), 1),
+                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+    return info
 
 
 def _load_average() -> list[float] | None:
@@ -146,6 +160,7 @@ class _Plan:
     memory: bool
     quick: bool
     seed: int
+    device: str = "cpu"
 
     @property
     def timeout(self) -> float:
@@ -160,6 +175,7 @@ class _Plan:
             "max_run_s": self.max_run, "clock_steps": self.clock_steps,
             "calibration_override": self.calibration, "seed": self.seed,
             "memory": self.memory, "quick": self.quick, "threads": self.threads,
+            "device": self.device,
             "agreement_tolerance": AGREEMENT_TOL,
             "timing": "median over up to `repeats` round-robin runs after warm-up, per image; "
                       "runs longer than budget_s are reported from their single first run",
@@ -172,8 +188,8 @@ class _Plan:
 def _plan(*, models: Sequence[str] | str | None, batches: Sequence[int] | str | None,
           dtypes: Sequence[str] | str | None, engines: Sequence[str] | str | None,
           repeats: int | None, budget: float, max_run: float, clock_steps: int,
-          calibration: int | None, threads: int, memory: bool, quick: bool, seed: int
-          ) -> _Plan:
+          calibration: int | None, threads: int, memory: bool, quick: bool, seed: int,
+          device: str = "cpu") -> _Plan:
     """The arguments of :func:`run_benchmark` with their defaults filled in and checked."""
     model_list = _parse_list(models or (QUICK_MODELS if quick else DEFAULT_MODELS), "models",
                              list(BENCH_MODELS))
@@ -192,7 +208,7 @@ def _plan(*, models: Sequence[str] | str | None, batches: Sequence[int] | str | 
     return _Plan(models=model_list, batches=batch_list, dtypes=dtype_list, engines=engine_list,
                  repeats=repeats, budget=budget, max_run=max_run, clock_steps=clock_steps,
                  calibration=calibration, threads=threads, memory=memory, quick=quick,
-                 seed=seed)
+                 seed=seed, device=str(bench_device(device)))
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -256,6 +272,7 @@ def run_benchmark(
     memory: bool = True,
     quick: bool = False,
     seed: int = 0,
+    device: str = "cpu",
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -266,7 +283,10 @@ def run_benchmark(
     (no peak memory). ``calibration`` overrides every model's calibration-set size.
     ``threads``: torch threads (default 1: on a machine shared with other jobs, OpenMP
     threads that wait for each other at every parallel region make small operations
-    10–100× slower; the setting is recorded). It is restored afterwards.
+    10–100× slower; the setting is recorded). It is restored afterwards. ``device``: where
+    the models are converted and run (``cpu``, ``cuda``, …; the inputs and the float64
+    reference logits are made on the CPU): on a GPU every measured call ends with a
+    synchronisation, and peak memory is the device memory PyTorch allocates.
     """
     old_threads = torch.get_num_threads()
     torch.set_num_threads(int(threads))
@@ -274,7 +294,7 @@ def run_benchmark(
         plan = _plan(models=models, batches=batches, dtypes=dtypes, engines=engines,
                      repeats=repeats, budget=budget, max_run=max_run, clock_steps=clock_steps,
                      calibration=calibration, threads=int(threads), memory=memory, quick=quick,
-                     seed=seed)
+                     seed=seed, device=device)
         return _run(plan, default_threads=old_threads, progress=progress,
                     say=log or (lambda _m: None))
     finally:
@@ -285,7 +305,7 @@ def _run(plan: _Plan, *, default_threads: int, progress: bool,
          say: Callable[[str], None]) -> dict[str, Any]:
     """Every model in turn, then the results."""
     started = time.perf_counter()
-    info = machine_info()
+    info = machine_info(torch.device(plan.device))
     info["torch_default_threads"] = default_threads
     info["git"] = git_info()
     n_cfg = len(plan.models) * len(plan.dtypes) * (1 + len(plan.batches) * len(plan.engines))
@@ -342,8 +362,11 @@ def _convert_all(session: _Session, m: _Prepared) -> dict[str, SpikingNetwork]:
     for dname in session.plan.dtypes:
         session.bar.set_description(f"bench {m.key} convert {dname}")
         gc.collect()
+        dev = torch.device(session.plan.device)
+        model = m.model if dev.type == "cpu" else copy.deepcopy(m.model).to(dev)
         t0 = time.perf_counter()
-        snn = convert(m.model, list(m.calib.split(100)), dtype=DTYPES[dname], progress=False)
+        snn = convert(model, [c.to(dev) for c in m.calib.split(100)], dtype=DTYPES[dname],
+                      progress=False)
         m.row["conversion_s"][dname] = time.perf_counter() - t0
         summ = snn.summary()
         m.row["relu_macs"] = summ["synapses"]
@@ -372,11 +395,12 @@ def _bench_dtype(session: _Session, m: _Prepared, dname: str, snn: SpikingNetwor
     """Every batch size and engine of one model in one dtype, batches in increasing order
     (so that a slow engine is skipped by extrapolation from the batch before)."""
     dtype = DTYPES[dname]
-    relu_model = copy.deepcopy(m.model).to(dtype).eval()
+    dev = torch.device(session.plan.device)
+    relu_model = copy.deepcopy(m.model).to(device=dev, dtype=dtype).eval()
     per_image: PerImage = {}
     for b in session.plan.batches:
         cfg = _Config(m.key, dname, b)
-        x = m.x_all[:b].to(dtype)
+        x = m.x_all[:b].to(device=dev, dtype=dtype)
         make = _runner_factory(relu_model, snn, x, session.plan.clock_steps)
         group = {engine: _first_run(session, m, cfg, engine, per_image, make, (snn, x))
                  for engine in session.plan.engines}
@@ -436,7 +460,7 @@ def _measure_first(session: _Session, m: _Prepared, cfg: _Config, engine: str,
     this one with ``memory=False``; ``{"error": …}`` where it failed."""
     plan = session.plan
     job = {"model": cfg.key, "dtype": cfg.dname, "batch": cfg.batch, "engine": engine,
-           "threads": plan.threads, "clock_steps": plan.clock_steps,
+           "threads": plan.threads, "clock_steps": plan.clock_steps, "device": plan.device,
            "weights": m.weights_path, "data": m.data_path,
            "snn": session.path(cfg.key, f"{cfg.dname}.onespike")}
     if plan.memory:

@@ -129,9 +129,14 @@ def _calls_note(s: dict[str, Any]) -> str:
 def _header(results: dict[str, Any]) -> list[str]:
     m = results["machine"]
     s = results["settings"]
+    peak = ("peak RSS of a fresh process during the run minus its RSS"
+            if m.get("device", "cpu") == "cpu" else
+            "peak device memory PyTorch allocates in a fresh process during the run minus what "
+            "it had allocated")
     return [
         f"# onespike benchmark — {results['date']}\n",
-        f"{m['cpu_model']}, {m['cpus_usable']} usable CPU(s) (cpu_count {m['cpu_count']}), "
+        _device_line(m)
+        + f"{m['cpu_model']}, {m['cpus_usable']} usable CPU(s) (cpu_count {m['cpu_count']}), "
         f"torch {m['torch']} with {s['threads']} thread(s), Python {m['python']}; load "
         f"average at start {_fmt_load(m.get('load_average_start'))}, at end "
         f"{_fmt_load(m.get('load_average_end'))}. Total time {results['elapsed_s'] / 60:.1f} "
@@ -141,11 +146,21 @@ def _header(results: dict[str, Any]) -> list[str]:
         "size; (×r) = ratio to the ReLU forward of the same model, dtype and batch in the same "
         "run. ¹ = single run (it took longer than the budget). Configurations estimated to take "
         f"more than {s['max_run_s']:g} s per run (linear in the batch from the next smaller "
-        "batch) are skipped. Peak memory = peak RSS of a fresh process during the run minus its "
-        "RSS after loading the network and inputs (first run / a second, identical run in the "
-        "same process: without the first call's one-time costs, such as the certificates' "
-        "cached weight copies).\n",
+        f"batch) are skipped. Peak memory = {peak} after loading the network and inputs (first "
+        "run / a second, identical run in the same process: without the first call's one-time "
+        "costs, such as the certificates' cached weight copies).\n",
     ]
+
+
+def _device_line(m: dict[str, Any]) -> str:
+    """The measured device, when it is not the CPU (older result files have no entry)."""
+    device = m.get("device", "cpu")
+    if device == "cpu":
+        return ""
+    name = m.get("device_name")
+    return (f"Device {device}" + (f" ({name}, {m.get('device_memory_gib')} GiB, CUDA "
+                                  f"{m.get('cuda')})" if name else "")
+            + ": every measured call ends with a synchronisation. Host: ")
 
 
 def _models_table(results: dict[str, Any]) -> list[str]:

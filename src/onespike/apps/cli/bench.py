@@ -47,6 +47,10 @@ __all__ = ["bench", "bench_command"]
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads of the measured runs [default: the global 'onespike "
               "--threads', 1 unless set; 1 is robust on a shared machine, see the README].")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the models are converted and run (cpu, cuda, cuda:1, …). On a GPU "
+              "every measured call ends with a synchronisation and peak memory is the device "
+              "memory PyTorch allocates.")
 @click.option("--no-memory", is_flag=True,
               help="Do not measure peak memory (no subprocesses).")
 @click.option("--quick", is_flag=True, help="Tiny configuration for tests (tiny MLP and CNN, "
@@ -60,7 +64,7 @@ __all__ = ["bench", "bench_command"]
 def bench_command(models: str | None, batches: str | None, dtypes: str | None,
                   engines: str | None, repeats: int | None, budget: float, max_run: float,
                   clock_steps: int, calibration: int | None, threads: int | None,
-                  no_memory: bool, quick: bool, seed: int, out: str | None,
+                  device: str, no_memory: bool, quick: bool, seed: int, out: str | None,
                   markdown_path: str | None, no_progress: bool) -> None:
     """Time and measure the memory of the engines against the ReLU forward."""
     if threads is None:
@@ -72,7 +76,7 @@ def bench_command(models: str | None, batches: str | None, dtypes: str | None,
         results = run_benchmark(
             models=models, batches=batches, dtypes=dtypes, engines=engines, repeats=repeats,
             budget=budget, max_run=max_run, clock_steps=clock_steps, calibration=calibration,
-            threads=threads, memory=not no_memory, quick=quick, seed=seed,
+            threads=threads, memory=not no_memory, quick=quick, seed=seed, device=device,
             progress=not no_progress and progress_enabled(True),
             log=lambda msg: tqdm.write(msg, file=sys.stderr),
         )
