@@ -146,3 +146,19 @@ def test_network_moves_with_to() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert snn32(torch.rand(2, 1, 8, 8)).dtype == torch.float32
+
+
+def test_output_route_signs_move_with_the_network() -> None:
+    """A signed max-pool output route's signs (no buffer: a route is no module) follow
+    ``to``/``double``, as the populations' own route signs (buffers) do."""
+    from onespike.simulation.routing import MaxPoolRoute
+
+    snn = onespike.convert(small_cnn(), torch.rand(4, 1, 8, 8), progress=False)
+    sign = torch.tensor([1.0, -1.0] * 5, dtype=torch.float32)
+    route = MaxPoolRoute(1, (1,), (1,), (0,), (1,), False, (10, 1), (10, 1), sign=sign)
+    snn.output_routes.append(route)
+    snn.double()
+    assert route.sign is not None and route.sign.dtype == torch.float64
+    assert torch.equal(route.sign, sign.double())
+    snn.to("meta")
+    assert route.sign.device.type == "meta" and snn.device.type == "meta"

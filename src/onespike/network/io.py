@@ -567,9 +567,5 @@ def load(path: str | os.PathLike[str], device: str | torch.device | None = None
         what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).split("\n")[0]
         raise reader.fail(f"inconsistent network description: {what}") from None
     if device is not None:
-        dev = torch.device(device)
-        snn = snn.to(dev)
-        for r in snn.output_routes:  # not buffers: move by hand
-            if isinstance(r, MaxPoolRoute) and r.sign is not None:
-                r.sign = r.sign.to(dev)
+        snn = snn.to(torch.device(device))  # (output routes' signs included: SpikingNetwork._apply)
     return snn

@@ -12,7 +12,7 @@ from onespike.errors import ArgumentError, ArgumentTypeError, InputRangeError, N
 from onespike.network.population import Population
 from onespike.simulation.driver import ENGINES, SimulationResult, run_simulation
 from onespike.simulation.perturb import Perturbation
-from onespike.simulation.routing import Route
+from onespike.simulation.routing import MaxPoolRoute, Route
 
 __all__ = ["SpikingNetwork"]
 
@@ -92,6 +92,15 @@ class SpikingNetwork(nn.Module):
         self.meta: dict[str, Any] = dict(meta or {})
         self.normalization: tuple[list[float], list[float]] | None = (
             None if normalization is None else check_normalization(*normalization))
+
+    def _apply(self, fn: Any, recurse: bool = True) -> SpikingNetwork:
+        """``nn.Module._apply`` (``to``, ``cuda``, ``double``, …), and the signs of signed
+        max-pool output routes, which are no buffers (a route is no module), alike."""
+        super()._apply(fn, recurse)
+        for r in self.output_routes:
+            if isinstance(r, MaxPoolRoute) and r.sign is not None:
+                r.sign = fn(r.sign)
+        return self
 
     # -- properties --------------------------------------------------------------------------
     @property

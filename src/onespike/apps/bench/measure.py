@@ -375,7 +375,7 @@ def _measure_first_run(job: dict[str, Any]) -> dict[str, Any]:
         obj: Any = load_model(spec, job["weights"], dtype).to(device)
         warm = make_runner("relu", obj, x[:1], clock_steps=1)
     else:
-        obj = load(job["snn"]).to(device)
+        obj = load(job["snn"], device)
         warm = make_runner("closed", obj, x[:1], clock_steps=1)
     run = make_runner(job["engine"], obj, x, clock_steps=int(job["clock_steps"]))
     warm()
