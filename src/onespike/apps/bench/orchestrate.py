@@ -163,6 +163,11 @@ class _Plan:
     device: str = "cpu"
 
     @property
+    def torch_device(self) -> torch.device:
+        """Where the models are converted and run (:attr:`device`, checked by :func:`_plan`)."""
+        return torch.device(self.device)
+
+    @property
     def timeout(self) -> float:
         """Seconds a measuring process may take."""
         return 4 * self.max_run + 120
@@ -305,7 +310,7 @@ def _run(plan: _Plan, *, default_threads: int, progress: bool,
          say: Callable[[str], None]) -> dict[str, Any]:
     """Every model in turn, then the results."""
     started = time.perf_counter()
-    info = machine_info(torch.device(plan.device))
+    info = machine_info(plan.torch_device)
     info["torch_default_threads"] = default_threads
     info["git"] = git_info()
     n_cfg = len(plan.models) * len(plan.dtypes) * (1 + len(plan.batches) * len(plan.engines))
@@ -359,11 +364,11 @@ def _prepare(session: _Session, key: str) -> _Prepared:
 def _convert_all(session: _Session, m: _Prepared) -> dict[str, SpikingNetwork]:
     """The spiking network of every dtype, timed, summarised in the model's row and saved."""
     snns: dict[str, SpikingNetwork] = {}
+    dev = session.plan.torch_device
+    model = m.model if dev.type == "cpu" else copy.deepcopy(m.model).to(dev)
     for dname in session.plan.dtypes:
         session.bar.set_description(f"bench {m.key} convert {dname}")
         gc.collect()
-        dev = torch.device(session.plan.device)
-        model = m.model if dev.type == "cpu" else copy.deepcopy(m.model).to(dev)
         t0 = time.perf_counter()
         snn = convert(model, [c.to(dev) for c in m.calib.split(100)], dtype=DTYPES[dname],
                       progress=False)
@@ -395,7 +400,7 @@ def _bench_dtype(session: _Session, m: _Prepared, dname: str, snn: SpikingNetwor
     """Every batch size and engine of one model in one dtype, batches in increasing order
     (so that a slow engine is skipped by extrapolation from the batch before)."""
     dtype = DTYPES[dname]
-    dev = torch.device(session.plan.device)
+    dev = session.plan.torch_device
     relu_model = copy.deepcopy(m.model).to(device=dev, dtype=dtype).eval()
     per_image: PerImage = {}
     for b in session.plan.batches:
