@@ -30,13 +30,18 @@ def _conv(dims: int, c_in: int, c_out: int, k: int, stride: int, pad: int, dilat
        k=st.integers(1, 3),
        stride=st.integers(1, 2), pad=st.integers(0, 2), dilation=st.integers(1, 2),
        batch=st.integers(2, 37), column_bytes=st.integers(1, 40_000),
-       seed=st.integers(0, 1000))
+       seed=st.integers(0, 1000), wide=st.booleans())
 def test_chunked_float64_convolution_is_the_single_call(
         dims: int, groups: int, depthwise: bool, k: int, stride: int, pad: int, dilation: int,
-        batch: int, column_bytes: int, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        batch: int, column_bytes: int, seed: int, wide: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each sample's values are those it gets alone, whatever the chunks; where every
+    sample's patches and outputs are 64-byte aligned in a batch (``wide``: 8 channels per
+    group), the chunks run batched and give the single call's very values."""
     torch.manual_seed(seed)
     size = dilation * (k - 1) + 1 + seed % 6
-    c_in, c_out = (groups, groups) if depthwise else (2 * groups, 3 * groups)
+    m = 8 if wide else 1
+    c_in, c_out = (m * groups, m * groups) if depthwise else (2 * m * groups, 3 * m * groups)
     a = _conv(dims, c_in, c_out, k, stride, pad, dilation, groups, size)
     x = torch.rand(batch, c_in, *(size,) * dims, dtype=torch.float64)
     conv = F.conv1d if dims == 1 else F.conv2d
@@ -48,13 +53,26 @@ def test_chunked_float64_convolution_is_the_single_call(
         calls.append(1)
         return conv(*args)  # type: ignore[arg-type]
 
-    got = affine._conv_in_chunks(counting, x, a.weight, (stride,) * dims, pad,
-                                 (dilation,) * dims, groups, a.out_shape[1] ** dims)
-    assert torch.equal(got, want)
-    per_sample = a.weight[0].numel() * a.out_shape[1] ** dims * 8
+    positions = a.out_shape[1] ** dims
     threads = torch.get_num_threads()
+    alone = torch.cat([affine._conv_samples(conv, x[i : i + 1], a.weight, (stride,) * dims, pad,
+                                            (dilation,) * dims, groups, threads)
+                       for i in range(batch)])
+    got = affine._conv_in_chunks(counting, x, a.weight, (stride,) * dims, pad,
+                                 (dilation,) * dims, groups, positions)
+    assert torch.equal(got, alone)
+    aligned = affine._per_sample_aligned(a.weight, positions, 8)
+    assert aligned == (a.weight[0].numel() * positions % 8 == 0
+                       and a.out_shape[0] * positions % 8 == 0)
+    if wide:
+        assert aligned
+    per_sample = a.weight[0].numel() * positions * 8
     step = max(threads, column_bytes // per_sample // threads * threads)
-    assert len(calls) == -(-batch // step)
+    assert len(calls) == (-(-batch // step) if aligned else batch)
+    torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
+    if not aligned:
+        return
+    assert torch.equal(got, want)
     if affine._small_map_conv(x, a.weight, dims, groups, a.out_shape[1] ** dims):
         return  # the network's own path takes the blocked products (test_affine_small_maps)
     assert torch.equal(a.linear(x), want)  # the network's own path takes the chunks too
@@ -109,8 +127,9 @@ def test_chunks_are_written_straight_into_the_output_where_the_kernel_allows(
         groups: int, dilation: int, direct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # PyTorch's own float64 kernel (no groups, no dilation) writes every chunk after the
     # first straight into the output; the values stay the single call's
-    a = _conv(2, 4, 6, 3, 2, 1, dilation, groups, 9)
-    x = torch.rand(7, 4, 9, 9, dtype=torch.float64)
+    # (output maps of 6×6 and 5×5: larger than the blocked products' small maps)
+    a = _conv(2, 4, 6, 3, 2, 1, dilation, groups, 11)
+    x = torch.rand(7, 4, 11, 11, dtype=torch.float64)
     monkeypatch.setattr(affine, "COLUMN_BYTES", 1)  # one chunk per thread
     into: list[int] = []
     real = affine._slow_conv_into

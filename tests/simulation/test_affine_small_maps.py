@@ -51,8 +51,9 @@ def test_small_maps_are_batch_invariant_and_within_rounding(
     a = _conv(c_in, c_out, k, stride, pad, dilation, h, w)
     positions = a.out_shape[1] * a.out_shape[2]
     x = torch.rand(batch, c_in, h, w, dtype=torch.float64)
-    assert affine._small_map_conv(x, a.weight, 2, 1, positions) == (positions <= 4)
-    if positions > 4 or a.is_channel_scale:
+    small = positions <= affine.SMALL_MAP_POSITIONS
+    assert affine._small_map_conv(x, a.weight, 2, 1, positions) == small
+    if not small or a.is_channel_scale:
         return  # (a per-channel scale is one product per output: its own path)
     monkeypatch.setattr(affine, "COLUMN_BYTES", column_bytes)  # unfolded in chunks
     calls: list[int] = []
@@ -86,7 +87,8 @@ def test_small_maps_are_batch_invariant_and_within_rounding(
 
 def test_vgg_sized_layer_keeps_each_sample_apart_from_its_batch() -> None:
     """A VGG-16 2×2 layer (512 → 512 channels): 4 positions per sample, 4 samples per
-    product; batch 70 = 17 full products and a padded one."""
+    product; batch 70 = 17 full products and a padded one. Its 4×4 layer: one sample per
+    product."""
     torch.manual_seed(0)
     a = _conv(512, 512, 3, 1, (1, 1, 1, 1), 1, 2, 2)
     x = torch.rand(70, 512, 2, 2, dtype=torch.float64)
@@ -95,13 +97,19 @@ def test_vgg_sized_layer_keeps_each_sample_apart_from_its_batch() -> None:
         assert torch.equal(a.linear(x[i : i + 1], rows_invariant=True), full[i : i + 1])
     assert torch.equal(a.linear(x[5:12]), full[5:12])
     assert float((full - _reference(a, x)).abs().max()) < 1e-11
+    a = _conv(512, 512, 3, 1, (1, 1, 1, 1), 1, 4, 4)
+    x = torch.rand(9, 512, 4, 4, dtype=torch.float64)
+    full = a.linear(x, rows_invariant=True)
+    for i in (0, 4, 8):
+        assert torch.equal(a.linear(x[i : i + 1], rows_invariant=True), full[i : i + 1])
+    assert float((full - _reference(a, x)).abs().max()) < 1e-11
 
 
 def test_which_convolutions_take_the_blocked_products() -> None:
     a = _conv(8, 4, 3, 1, (1, 1, 1, 1), 1, 2, 2)
     x = torch.rand(3, 8, 2, 2, dtype=torch.float64)
-    assert affine._small_map_conv(x, a.weight, 2, 1, 4)
-    assert not affine._small_map_conv(x, a.weight, 2, 1, 5)  # a larger map
+    assert affine._small_map_conv(x, a.weight, 2, 1, 16)
+    assert not affine._small_map_conv(x, a.weight, 2, 1, 17)  # a larger map
     assert not affine._small_map_conv(x, a.weight, 2, 2, 4)  # groups
     assert not affine._small_map_conv(x, a.weight, 1, 1, 4)  # 1-d
     assert not affine._small_map_conv(x.float(), a.weight.float(), 2, 1, 4)  # oneDNN's own

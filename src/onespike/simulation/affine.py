@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BLOCK_COLUMNS", "COLUMN_BYTES", "GEMM_MAX_POSITIONS", "ROW_BLOCK",
+__all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "ROW_BLOCK",
            "SMALL_MAP_POSITIONS", "Affine", "bf16_map", "keep_packed"]
 
 #: Rows per matrix product of a batch-invariant Linear edge (:meth:`Affine.linear`): every
@@ -30,6 +30,8 @@ ROW_BLOCK = 16
 def _blocked_mm(x: Tensor, w: Tensor) -> Tensor:
     """``x @ w.T`` computed in products of exactly :data:`ROW_BLOCK` rows each."""
     m, r = x.shape[0], ROW_BLOCK
+    if x.data_ptr() % ALIGN_BYTES:  # MKL may round by the operands' alignment: a fresh copy
+        x = x.clone(memory_format=torch.contiguous_format)
     wt = w.T
     full = m // r
     out = x.new_empty((-(-m // r) * r, w.shape[0]))
@@ -81,10 +83,27 @@ def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: t
     one-thread product each sample of a larger chunk gets (VGG-16's 8×8 and 16×16 layers
     differed in the last bit), so a sample's values would depend on the batch or chunk it is
     computed in. Padded, every sample takes the one-thread product (at batch 1 and two
-    threads VGG-16's convolutions then take about twice as long: 5.5 → 10.9 ms)."""
+    threads VGG-16's convolutions then take about twice as long: 5.5 → 10.9 ms).
+
+    Each sample's product reads its unfolded patches and writes its output at offsets that
+    are multiples of its per-sample sizes (``K·H'·W'`` and ``C_out·H'·W'`` entries). MKL's
+    float64 products may round differently with the alignment of their operands (its
+    "conditional numerical reproducibility": seen on an AMD EPYC), so when either size is
+    not a multiple of :data:`ALIGN_BYTES` a sample's values would depend on its place in
+    its chunk: then every sample is computed alone, into a fresh (aligned) map."""
     bsz = x.shape[0]
     per_sample = max(1, w[0].numel() * out_positions * x.element_size())
     threads = max(1, torch.get_num_threads())
+    if bsz > 1 and not _per_sample_aligned(w, out_positions, x.element_size()):
+        alone: Tensor | None = None
+        for i in range(bsz):
+            part = _conv_samples(conv, x[i : i + 1], w, stride, padding, dilation, groups,
+                                 threads)
+            if alone is None:
+                alone = part.new_empty((bsz, *part.shape[1:]))
+            alone[i : i + 1].copy_(part)
+        assert alone is not None
+        return alone
     step = max(threads, COLUMN_BYTES // per_sample // threads * threads)
     if step >= bsz:
         return _conv_samples(conv, x, w, stride, padding, dilation, groups, threads)
@@ -102,6 +121,20 @@ def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: t
         out[s : s + step].copy_(part)
     assert out is not None
     return out
+
+
+#: Alignment (bytes) of a sample's operands that keeps MKL's float64 products independent of
+#: the sample's place in its batch (:func:`_conv_in_chunks`).
+ALIGN_BYTES = 64
+
+
+def _per_sample_aligned(w: Tensor, out_positions: int, element_size: int) -> bool:
+    """Whether every sample's unfolded patches (``K·H'·W'`` entries, ``K`` the fan-in) and
+    output (``C_out·H'·W'``) in a batched float64 convolution start at the same alignment
+    (multiples of :data:`ALIGN_BYTES`), wherever the sample sits in its batch."""
+    patches = w[0].numel() * out_positions * element_size
+    outputs = w.shape[0] * out_positions * element_size
+    return patches % ALIGN_BYTES == 0 and outputs % ALIGN_BYTES == 0
 
 
 def _lone(samples: int, threads: int) -> bool:
@@ -143,10 +176,8 @@ def _slow_conv_into(x: Tensor, w: Tensor, stride: tuple[int, ...],
 
 
 #: A float64 CPU convolution whose output maps have at most this many positions per sample
-#: runs as blocked matrix products (:func:`_conv_blocked_mm`); :data:`BLOCK_COLUMNS` columns
-#: (output positions of whole samples) per product.
-SMALL_MAP_POSITIONS = 4
-BLOCK_COLUMNS = 16
+#: runs as one matrix product per sample with the positions as rows (:func:`_conv_blocked_mm`).
+SMALL_MAP_POSITIONS = 16
 
 
 def _small_map_conv(x: Tensor, w: Tensor, dims: int, groups: int, out_positions: int) -> bool:
@@ -158,42 +189,48 @@ def _small_map_conv(x: Tensor, w: Tensor, dims: int, groups: int, out_positions:
 
 def _conv_blocked_mm(x: Tensor, w: Tensor, stride: tuple[int, ...], padding: tuple[int, ...],
                      dilation: tuple[int, ...], out_hw: tuple[int, int]) -> Tensor:
-    """The 2-d convolution ``conv2d(x, w)`` (symmetric zero ``padding``, no groups) as matrix
-    products ``W (C_out × K) @ U (K × R)`` of exactly ``R =``:data:`BLOCK_COLUMNS` columns
-    (``R // (H'·W')`` whole samples; the last block zero-padded), ``U`` the unfolded input
-    patches (``K = C·kh·kw``, padding as exact zeros).
+    """The 2-d convolution ``conv2d(x, w)`` (symmetric zero ``padding``, no groups) as one
+    matrix product per sample, ``U_nᵀ (H'·W' × K) @ Wᵀ (K × C_out)``: ``U_n`` the sample's
+    unfolded input patches (``K = C·kh·kw``, padding as exact zeros), ``Wᵀ`` a view of the
+    weights (no copy), the output positions as the rows of the result.
 
-    PyTorch's float64 CPU convolution runs one product per sample, ``W @ U_n`` with
-    ``H'·W'`` columns: on small maps (VGG-16's 2×2 layers: 4 columns against a 512 × 4,608
-    weight) each product reads the whole weight matrix for a handful of columns, so the
-    layer runs from memory (batch 64: 60 ms; as products of 16 columns: 22 ms). Every
-    product here has the same shape whatever the batch, and a column's value does not depend
-    on the other columns of its product, so each sample's values do not depend on the batch
-    it is computed in (as :func:`_blocked_mm` for Linear edges). They are the convolution's
-    sums in another order (within the float64 rounding of the fan-in sum, as any order)."""
+    PyTorch's float64 CPU convolution computes ``W @ U_n``, the positions as columns: on
+    small maps (VGG-16's 2×2 and 4×4 layers: 4 and 16 columns against a 512 × 4,608 weight)
+    the BLAS kernel, which vectorises along the product's long dimension, then gets the
+    short one. With the positions as rows (one thread, an AMD EPYC: VGG-16's 2×2 layer
+    3.2 → 1.6 ms at batch 1 and 197 → 94 ms at batch 64, its 512-channel 4×4 layer 6.1 →
+    3.0 and 355 → 177 ms; a VGG-16 call at batch 1 103 → 82 ms).
+
+    Every sample's product has the same shape and the same alignment (its operands are
+    fresh maps, or slices at offsets that are multiples of :data:`ALIGN_BYTES`, else
+    copied into fresh ones) whatever the batch, so each sample's values do not depend on
+    the batch or chunk it is computed in — MKL may round by the operands' alignment and,
+    in tiny products, by a row's place among the others (both seen on an AMD EPYC). They
+    are the convolution's sums in another order (within the float64 rounding of the fan-in
+    sum, as any order)."""
     bsz = x.shape[0]
     co = w.shape[0]
     ho, wo = out_hw
     hw = ho * wo
-    per = max(1, BLOCK_COLUMNS // hw)  # samples per product
-    cols = per * hw
-    wm = w.reshape(co, -1)  # (C_out, K), K ordered (c, kh, kw) as unfold's rows
-    k = wm.shape[1]
-    out = x.new_empty((bsz, co, hw))
-    # unfolded patches of a chunk of whole products at a time (memory: COLUMN_BYTES)
-    chunk = per * max(1, COLUMN_BYTES // max(1, per * k * hw * x.element_size()))
-    block = x.new_empty((k, per, hw))
+    wt = w.reshape(co, -1).T  # (K, C_out) view, K ordered (c, kh, kw) as unfold's rows
+    k = wt.shape[0]
+    esize = x.element_size()
+    out = x.new_empty((bsz, hw, co))
+    patches_aligned = (k * hw * esize) % ALIGN_BYTES == 0
+    out_aligned = (hw * co * esize) % ALIGN_BYTES == 0
+    block = None if patches_aligned else x.new_empty((hw, k))
+    y = None if out_aligned else x.new_empty((hw, co))
+    # unfolded patches of a chunk of samples at a time (memory: COLUMN_BYTES)
+    chunk = max(1, COLUMN_BYTES // max(1, k * hw * esize))
     for s in range(0, bsz, chunk):
         u = F.unfold(x[s : s + chunk], tuple(w.shape[2:]), dilation, padding, stride)
-        n_chunk = u.shape[0]
-        for b in range(0, n_chunk, per):
-            n = min(per, n_chunk - b)
-            if n < per:
-                block.zero_()
-            block[:, :n].copy_(u[b : b + n].permute(1, 0, 2))
-            y = torch.mm(wm, block.view(k, cols))  # (C_out, cols)
-            out[s + b : s + b + n].copy_(y.view(co, per, hw)[:, :n].permute(1, 0, 2))
-    return out.view(bsz, co, ho, wo)
+        for b in range(u.shape[0]):
+            ub = u[b].T if block is None else block.copy_(u[b].T)  # (H'·W', K)
+            if y is None:
+                torch.mm(ub, wt, out=out[s + b])
+            else:
+                out[s + b].copy_(torch.mm(ub, wt, out=y))
+    return out.transpose(1, 2).contiguous().view(bsz, co, ho, wo)
 
 
 #: Largest batch × input positions of a convolution run on packed weights: beyond it the
