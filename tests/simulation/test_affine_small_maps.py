@@ -120,3 +120,20 @@ def test_which_convolutions_take_the_blocked_products() -> None:
     g = _conv(8, 4, 3, 1, (1, 1, 1, 1), 1, 2, 2, groups=2)
     xd = x.detach()
     assert torch.equal(g.linear(xd), _reference(g, xd))
+
+
+@pytest.mark.parametrize("features", [7, 33, 84, 512])
+def test_linear_rows_are_batch_invariant_at_any_offset(features: int) -> None:
+    """Linear edges with ``rows_invariant`` run in products of ROW_BLOCK rows, every row at a
+    64-byte-aligned offset (rows of ``features`` not a multiple of 8 are copied into a block
+    with a padded stride): each row gets the value it gets in the whole batch, at any
+    offset (on an AMD EPYC, rows of 7 or 33 entries differed by their place otherwise)."""
+    torch.manual_seed(features)
+    w = torch.randn(33, features, dtype=torch.float64)
+    a = Affine("linear", w, torch.zeros(33, dtype=torch.float64), (features,), (33,))
+    x = torch.rand(40, features, dtype=torch.float64)
+    full = a.linear(x, rows_invariant=True)
+    for s in (1, 3, 17, 39):
+        assert torch.equal(a.linear(x[s:], rows_invariant=True), full[s:])
+        assert torch.equal(a.linear(x[s : s + 1], rows_invariant=True), full[s : s + 1])
+    torch.testing.assert_close(full, x @ w.T, rtol=1e-13, atol=1e-13)

@@ -28,19 +28,36 @@ ROW_BLOCK = 16
 
 
 def _blocked_mm(x: Tensor, w: Tensor) -> Tensor:
-    """``x @ w.T`` computed in products of exactly :data:`ROW_BLOCK` rows each."""
+    """``x @ w.T`` computed in products of exactly :data:`ROW_BLOCK` rows each.
+
+    Each row of every product starts at a multiple of :data:`ALIGN_BYTES`: MKL's float64
+    products may round a row by its alignment (seen on an AMD EPYC, for rows of an odd
+    number of entries: a sample's value then depended on its place in the batch). Rows whose
+    length or base breaks that are copied into a block whose row stride is padded (the
+    padding is never read: the product sees ``K`` columns)."""
     m, r = x.shape[0], ROW_BLOCK
-    if x.data_ptr() % ALIGN_BYTES:  # MKL may round by the operands' alignment: a fresh copy
-        x = x.clone(memory_format=torch.contiguous_format)
+    k = x.shape[1]
     wt = w.T
     full = m // r
     out = x.new_empty((-(-m // r) * r, w.shape[0]))
-    for i in range(full):
-        torch.mm(x[i * r : (i + 1) * r], wt, out=out[i * r : (i + 1) * r])
-    if full * r < m:
-        tail = x.new_zeros((r, x.shape[1]))
-        tail[: m - full * r] = x[full * r :]
-        torch.mm(tail, wt, out=out[full * r :])
+    row_bytes = k * x.element_size()
+    if (row_bytes % ALIGN_BYTES == 0 and x.data_ptr() % ALIGN_BYTES == 0
+            and x.stride() == (k, 1)):
+        for i in range(full):
+            torch.mm(x[i * r : (i + 1) * r], wt, out=out[i * r : (i + 1) * r])
+        if full * r < m:
+            tail = x.new_zeros((r, k))
+            tail[: m - full * r] = x[full * r :]
+            torch.mm(tail, wt, out=out[full * r :])
+        return out[:m]
+    stride = -(-row_bytes // ALIGN_BYTES) * ALIGN_BYTES // x.element_size()
+    block = x.new_zeros((r, stride))[:, :k]  # rows at aligned offsets
+    for i in range(0, m, r):
+        n = min(r, m - i)
+        if n < r:
+            block.zero_()
+        block[:n].copy_(x[i : i + n])
+        torch.mm(block, wt, out=out[i : i + r])
     return out[:m]
 
 
