@@ -431,8 +431,9 @@ class Affine:
         by the number of rows; a Linear edge is then computed in blocks of exactly
         :data:`ROW_BLOCK` rows (the last one zero-padded). float64 convolutions on the CPU
         compute each sample alike: in chunks of samples (:func:`_conv_in_chunks`, the same
-        values; a lone sample with several threads padded), small output maps as products of
-        a fixed number of columns (:func:`_conv_blocked_mm`) whatever the batch. float32
+        values; a lone sample with several threads padded), small output maps as one product
+        per sample (:func:`_conv_blocked_mm`), every product's operands 64-byte aligned
+        (:data:`ALIGN_BYTES`) whatever the batch. float32
         and bfloat16 convolutions run in oneDNN, which picks its algorithm by the batch
         size: there a sample's values can differ in the last bits between chunk sizes
         (README, Limitations)."""
