@@ -74,7 +74,7 @@ def test_chunked_float64_convolution_is_the_single_call(
         return
     assert torch.equal(got, want)
     if affine._small_map_conv(x, a.weight, dims, groups, a.out_shape[1] ** dims):
-        return  # the network's own path takes the blocked products (test_affine_small_maps)
+        return  # the network's own path takes the per-sample products (test_affine_small_maps)
     assert torch.equal(a.linear(x), want)  # the network's own path takes the chunks too
 
 
@@ -127,7 +127,7 @@ def test_chunks_are_written_straight_into_the_output_where_the_kernel_allows(
         groups: int, dilation: int, direct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # PyTorch's own float64 kernel (no groups, no dilation) writes every chunk after the
     # first straight into the output; the values stay the single call's
-    # (output maps of 6×6 and 5×5: larger than the blocked products' small maps)
+    # (output maps of 6×6 and 5×5: larger than the per-sample products' small maps)
     a = _conv(2, 4, 6, 3, 2, 1, dilation, groups, 11)
     x = torch.rand(7, 4, 11, 11, dtype=torch.float64)
     monkeypatch.setattr(affine, "COLUMN_BYTES", 1)  # one chunk per thread

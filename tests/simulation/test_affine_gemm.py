@@ -80,7 +80,7 @@ def test_only_small_ungrouped_2d_maps_prefer_the_gemm_form() -> None:
     x = torch.rand(2, 4, 4, 4, dtype=torch.float64)
     assert not affine._gemm_form(x, small.weight)  # float64: the convolution
     assert affine._gemm_form(x.to(torch.bfloat16), small.weight.to(torch.bfloat16))
-    # float64 takes the blocked products (test_affine_small_maps): the same sums, another order
+    # float64 takes the per-sample products (test_affine_small_maps): the same sums, another order
     torch.testing.assert_close(small.linear(x), F.conv2d(x, small.weight, None, 1, 1),
                                rtol=0, atol=1e-12)
 

@@ -1,8 +1,8 @@
-"""float64 CPU convolutions with small output maps run as blocked matrix products
-(:func:`affine._conv_blocked_mm`): every sample's values are bit for bit the same whatever
-batch it is computed in (alone, at any offset, in any chunk, at one or two threads), within
-the float64 rounding of the fan-in sum of ``F.conv2d``'s; other geometries and dtypes keep
-their paths."""
+"""float64 CPU convolutions with small output maps run as one matrix product per sample
+(:func:`affine._conv_per_sample_mm`), Linear edges as fixed blocks of rows: every sample's
+values are bit for bit the same whatever batch it is computed in (alone, at any offset, in any
+chunk, at one or two threads), within the float64 rounding of the fan-in sum of
+``F.conv2d``'s; other geometries and dtypes keep their paths."""
 
 from __future__ import annotations
 
@@ -57,13 +57,13 @@ def test_small_maps_are_batch_invariant_and_within_rounding(
         return  # (a per-channel scale is one product per output: its own path)
     monkeypatch.setattr(affine, "COLUMN_BYTES", column_bytes)  # unfolded in chunks
     calls: list[int] = []
-    real = affine._conv_blocked_mm
+    real = affine._conv_per_sample_mm
 
     def spy(*args: object) -> torch.Tensor:
         calls.append(1)
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(affine, "_conv_blocked_mm", spy)
+    monkeypatch.setattr(affine, "_conv_per_sample_mm", spy)
     threads = torch.get_num_threads()
     try:
         for t in sorted({1, threads}):
@@ -105,7 +105,7 @@ def test_vgg_sized_layer_keeps_each_sample_apart_from_its_batch() -> None:
     assert float((full - _reference(a, x)).abs().max()) < 1e-11
 
 
-def test_which_convolutions_take_the_blocked_products() -> None:
+def test_which_convolutions_take_the_per_sample_products() -> None:
     a = _conv(8, 4, 3, 1, (1, 1, 1, 1), 1, 2, 2)
     x = torch.rand(3, 8, 2, 2, dtype=torch.float64)
     assert affine._small_map_conv(x, a.weight, 2, 1, 16)

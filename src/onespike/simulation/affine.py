@@ -67,7 +67,7 @@ COLUMN_BYTES = 8 << 20
 
 def _float64_cpu_no_grad(x: Tensor, w: Tensor) -> bool:
     """A float64 map on the CPU, outside autograd: the convolutions onespike computes its own
-    way (:func:`_conv_in_chunks`, :func:`_conv_blocked_mm`)."""
+    way (:func:`_conv_in_chunks`, :func:`_conv_per_sample_mm`)."""
     return (x.device.type == "cpu" and x.dtype == torch.float64
             and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)))
 
@@ -193,19 +193,21 @@ def _slow_conv_into(x: Tensor, w: Tensor, stride: tuple[int, ...],
 
 
 #: A float64 CPU convolution whose output maps have at most this many positions per sample
-#: runs as one matrix product per sample with the positions as rows (:func:`_conv_blocked_mm`).
+#: runs as one matrix product per sample with the positions as rows
+#: (:func:`_conv_per_sample_mm`).
 SMALL_MAP_POSITIONS = 16
 
 
 def _small_map_conv(x: Tensor, w: Tensor, dims: int, groups: int, out_positions: int) -> bool:
-    """Whether a convolution runs as :func:`_conv_blocked_mm`: float64 on the CPU, 2-d, no
+    """Whether a convolution runs as :func:`_conv_per_sample_mm`: float64 on the CPU, 2-d, no
     groups, no autograd, at most :data:`SMALL_MAP_POSITIONS` output positions per sample."""
     return (_float64_cpu_no_grad(x, w) and w.dtype == torch.float64 and dims == 2
             and groups == 1 and 0 < out_positions <= SMALL_MAP_POSITIONS)
 
 
-def _conv_blocked_mm(x: Tensor, w: Tensor, stride: tuple[int, ...], padding: tuple[int, ...],
-                     dilation: tuple[int, ...], out_hw: tuple[int, int]) -> Tensor:
+def _conv_per_sample_mm(x: Tensor, w: Tensor, stride: tuple[int, ...],
+                        padding: tuple[int, ...], dilation: tuple[int, ...],
+                        out_hw: tuple[int, int]) -> Tensor:
     """The 2-d convolution ``conv2d(x, w)`` (symmetric zero ``padding``, no groups) as one
     matrix product per sample, ``U_nᵀ (H'·W' × K) @ Wᵀ (K × C_out)``: ``U_n`` the sample's
     unfolded input patches (``K = C·kh·kw``, padding as exact zeros), ``Wᵀ`` a view of the
@@ -432,7 +434,7 @@ class Affine:
         :data:`ROW_BLOCK` rows (the last one zero-padded). float64 convolutions on the CPU
         compute each sample alike: in chunks of samples (:func:`_conv_in_chunks`, the same
         values; a lone sample with several threads padded), small output maps as one product
-        per sample (:func:`_conv_blocked_mm`), every product's operands 64-byte aligned
+        per sample (:func:`_conv_per_sample_mm`), every product's operands 64-byte aligned
         (:data:`ALIGN_BYTES`) whatever the batch. float32
         and bfloat16 convolutions run in oneDNN, which picks its algorithm by the batch
         size: there a sample's values can differ in the last bits between chunk sizes
@@ -469,7 +471,7 @@ class Affine:
             return out if any_layout else out.contiguous()
         if _small_map_conv(x, w, self.dims, self.groups, math.prod(self.out_shape[1:])):
             spad = padding if isinstance(padding, tuple) else (padding, padding)
-            return _conv_blocked_mm(x, w, self.stride, spad, self.dilation,
+            return _conv_per_sample_mm(x, w, self.stride, spad, self.dilation,
                                     (int(self.out_shape[1]), int(self.out_shape[2])))
         if _chunked_conv(x, w):
             return _conv_in_chunks(conv, x, w, self.stride, padding, self.dilation, self.groups,
