@@ -50,6 +50,7 @@ except ImportError:  # source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import onespike
 from onespike.apps.bench import BENCH_MODELS, DTYPES, bench_data, build_model
+from onespike.apps.bench.measure import device_sync
 
 #: Time columns, in order (``grid k`` columns are inserted after ``grid points``).
 TIME_COLUMNS = ("routing", "forward", "drive", "late", "grid points", "exact", "rest")
@@ -480,7 +481,7 @@ def main(model: str, batch: int, dtype: str, engine: str, record: bool, device: 
     snn = onespike.convert(net, list(cal.split(100)), dtype=DTYPES[dtype], progress=False)
     snn = snn.to(device)
     x = x.to(device=device, dtype=DTYPES[dtype])
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    sync = device_sync(x.device)
     snn.simulate(x, engine=engine, record=record)  # warm-up (also fills the layer caches)
     sync()
     t0 = time.perf_counter()

@@ -27,6 +27,18 @@ __all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "ROW_BLOCK",
 ROW_BLOCK = 16
 
 
+#: Alignment (bytes) of the operands that keeps MKL's float64 products independent of where
+#: a sample sits in its batch (:func:`_blocked_mm`, :func:`_conv_in_chunks`,
+#: :func:`_conv_per_sample_mm`).
+ALIGN_BYTES = 64
+
+
+def _aligned(entries: int, element_size: int) -> bool:
+    """Whether ``entries`` values of ``element_size`` bytes span a multiple of
+    :data:`ALIGN_BYTES` (consecutive blocks of that size then all start aligned)."""
+    return entries * element_size % ALIGN_BYTES == 0
+
+
 def _blocked_mm(x: Tensor, w: Tensor) -> Tensor:
     """``x @ w.T`` computed in products of exactly :data:`ROW_BLOCK` rows each.
 
@@ -36,28 +48,25 @@ def _blocked_mm(x: Tensor, w: Tensor) -> Tensor:
     length or base breaks that are copied into a block whose row stride is padded (the
     padding is never read: the product sees ``K`` columns)."""
     m, r = x.shape[0], ROW_BLOCK
-    k = x.shape[1]
+    k, esize = x.shape[1], x.element_size()
     wt = w.T
-    full = m // r
     out = x.new_empty((-(-m // r) * r, w.shape[0]))
-    row_bytes = k * x.element_size()
-    if (row_bytes % ALIGN_BYTES == 0 and x.data_ptr() % ALIGN_BYTES == 0
-            and x.stride() == (k, 1)):
-        for i in range(full):
-            torch.mm(x[i * r : (i + 1) * r], wt, out=out[i * r : (i + 1) * r])
-        if full * r < m:
-            tail = x.new_zeros((r, k))
-            tail[: m - full * r] = x[full * r :]
-            torch.mm(tail, wt, out=out[full * r :])
-        return out[:m]
-    stride = -(-row_bytes // ALIGN_BYTES) * ALIGN_BYTES // x.element_size()
-    block = x.new_zeros((r, stride))[:, :k]  # rows at aligned offsets
+    in_place = (_aligned(k, esize) and x.data_ptr() % ALIGN_BYTES == 0
+                and x.stride() == (k, 1))
+    block: Tensor | None = None  # rows copied at aligned offsets (a padded row stride)
+    if not in_place:
+        block = x.new_empty((r, -(-k * esize // ALIGN_BYTES) * ALIGN_BYTES // esize))[:, :k]
     for i in range(0, m, r):
         n = min(r, m - i)
-        if n < r:
-            block.zero_()
-        block[:n].copy_(x[i : i + n])
-        torch.mm(block, wt, out=out[i : i + r])
+        if in_place and n == r:
+            rows = x[i : i + r]
+        else:  # a copied block, or the zero-padded last rows
+            if block is None:
+                block = x.new_empty((r, k))
+            block[n:].zero_()
+            rows = block
+            rows[:n].copy_(x[i : i + n])
+        torch.mm(rows, wt, out=out[i : i + r])
     return out[:m]
 
 
@@ -111,21 +120,13 @@ def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: t
     bsz = x.shape[0]
     per_sample = max(1, w[0].numel() * out_positions * x.element_size())
     threads = max(1, torch.get_num_threads())
-    if bsz > 1 and not _per_sample_aligned(w, out_positions, x.element_size()):
-        alone: Tensor | None = None
-        for i in range(bsz):
-            part = _conv_samples(conv, x[i : i + 1], w, stride, padding, dilation, groups,
-                                 threads)
-            if alone is None:
-                alone = part.new_empty((bsz, *part.shape[1:]))
-            alone[i : i + 1].copy_(part)
-        assert alone is not None
-        return alone
-    step = max(threads, COLUMN_BYTES // per_sample // threads * threads)
+    aligned = _per_sample_aligned(w, out_positions, x.element_size())
+    # (unaligned: chunks of one sample, each computed into a fresh map)
+    step = max(threads, COLUMN_BYTES // per_sample // threads * threads) if aligned else 1
     if step >= bsz:
         return _conv_samples(conv, x, w, stride, padding, dilation, groups, threads)
     direct = (_slow_conv_into(x, w, stride, padding, dilation, groups)
-              if conv is F.conv2d else None)
+              if conv is F.conv2d and aligned else None)
     out: Tensor | None = None
     for s in range(0, bsz, step):
         if out is not None and direct is not None and not _lone(bsz - s, threads):
@@ -140,18 +141,12 @@ def _conv_in_chunks(conv: Callable[..., Tensor], x: Tensor, w: Tensor, stride: t
     return out
 
 
-#: Alignment (bytes) of a sample's operands that keeps MKL's float64 products independent of
-#: the sample's place in its batch (:func:`_conv_in_chunks`).
-ALIGN_BYTES = 64
-
-
 def _per_sample_aligned(w: Tensor, out_positions: int, element_size: int) -> bool:
     """Whether every sample's unfolded patches (``K·H'·W'`` entries, ``K`` the fan-in) and
     output (``C_out·H'·W'``) in a batched float64 convolution start at the same alignment
     (multiples of :data:`ALIGN_BYTES`), wherever the sample sits in its batch."""
-    patches = w[0].numel() * out_positions * element_size
-    outputs = w.shape[0] * out_positions * element_size
-    return patches % ALIGN_BYTES == 0 and outputs % ALIGN_BYTES == 0
+    return (_aligned(w[0].numel() * out_positions, element_size)
+            and _aligned(w.shape[0] * out_positions, element_size))
 
 
 def _lone(samples: int, threads: int) -> bool:
@@ -235,10 +230,8 @@ def _conv_per_sample_mm(x: Tensor, w: Tensor, stride: tuple[int, ...],
     k = wt.shape[0]
     esize = x.element_size()
     out = x.new_empty((bsz, hw, co))
-    patches_aligned = (k * hw * esize) % ALIGN_BYTES == 0
-    out_aligned = (hw * co * esize) % ALIGN_BYTES == 0
-    block = None if patches_aligned else x.new_empty((hw, k))
-    y = None if out_aligned else x.new_empty((hw, co))
+    block = None if _aligned(k * hw, esize) else x.new_empty((hw, k))
+    y = None if _aligned(hw * co, esize) else x.new_empty((hw, co))
     # unfolded patches of a chunk of samples at a time (memory: COLUMN_BYTES)
     chunk = max(1, COLUMN_BYTES // max(1, k * hw * esize))
     for s in range(0, bsz, chunk):
