@@ -85,9 +85,12 @@ def test_only_small_ungrouped_2d_maps_prefer_the_gemm_form() -> None:
                                rtol=0, atol=1e-12)
 
 
-def test_packed_weights_win_at_batch_one_and_keep_their_layout() -> None:
-    """Marked weights on tiny inputs take the packed convolution (bit for bit the plain one);
-    :func:`keep_packed` stores them channels-last, with the same values."""
+def test_packed_weights_win_at_batch_one_and_keep_their_layout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where packing pays, marked weights on tiny inputs take the packed convolution (bit
+    for bit the plain one); :func:`keep_packed` stores them channels-last, with the same
+    values."""
+    monkeypatch.setattr(affine, "PACK_WEIGHTS", True)
     a = _conv(8, 8, 3, 1, (1, 1, 1, 1), 1, 1, 4)
     x = torch.rand(1, 8, 4, 4).to(torch.bfloat16)
     wb = a.weight.to(torch.bfloat16)
@@ -98,10 +101,13 @@ def test_packed_weights_win_at_batch_one_and_keep_their_layout() -> None:
     assert math.prod(a.out_shape[1:]) <= affine.GEMM_MAX_POSITIONS
 
 
-def test_packed_weights_of_small_maps_give_way_to_the_gemm_form_from_two_samples() -> None:
+def test_packed_weights_of_small_maps_give_way_to_the_gemm_form_from_two_samples(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """From two samples on, a layer that prefers the matrix product runs it even with packed
     weights (the packed convolution's time grows linearly with the batch there); at batch 1
-    the packed convolution runs. Both are the convolution within its rounding."""
+    the packed convolution runs, where packing pays. Both are the convolution within its
+    rounding."""
+    monkeypatch.setattr(affine, "PACK_WEIGHTS", True)
     a = _conv(8, 8, 3, 1, (1, 1, 1, 1), 1, 1, 2)
     w = keep_packed(a.weight.to(torch.bfloat16))
     real, calls = affine._LINEAR, []
@@ -122,3 +128,33 @@ def test_packed_weights_of_small_maps_give_way_to_the_gemm_form_from_two_samples
             _within_rounding(got, x, w, lambda xx, ww: F.conv2d(xx, ww, None, 1, 1))
     finally:
         affine._LINEAR = real
+
+
+def test_without_packing_small_maps_take_the_gemm_form_at_batch_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights are packed by default only on CPUs with AMX (:data:`affine.PACK_WEIGHTS`).
+    Without packing, marked weights keep no packed copy: at batch 1 a layer that prefers
+    the matrix product runs it (within the convolution's rounding), another layer the plain
+    convolution (bit for bit)."""
+    assert affine.PACK_WEIGHTS == affine._cpu_has_amx()
+    monkeypatch.setattr(affine, "PACK_WEIGHTS", False)
+    real, calls = affine._LINEAR, []
+
+    def spy(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(affine, "_LINEAR", spy)
+    for size in (2, 4, 6):
+        calls.clear()
+        a = _conv(8, 8, 3, 1, (1, 1, 1, 1), 1, 1, size)
+        w = keep_packed(a.weight.to(torch.bfloat16))
+        x = torch.rand(1, 8, size, size).to(torch.bfloat16)
+        assert not affine._packable(x, w, 2, prefers_gemm=a.prefers_gemm)
+        got = a.linear(x, w)
+        assert not w._onespike_packed  # nothing packed, nothing kept
+        assert bool(calls) == a.prefers_gemm == (size <= 4)
+        if a.prefers_gemm:
+            _within_rounding(got, x, w, lambda xx, ww: F.conv2d(xx, ww, None, 1, 1))
+        else:
+            assert torch.equal(got, F.conv2d(x, w, None, 1, 1))

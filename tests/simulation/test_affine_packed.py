@@ -16,6 +16,12 @@ pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(),
                                 reason="no oneDNN in this build")
 
 
+@pytest.fixture(autouse=True)
+def _packing_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packed path on every CPU (by default only where it pays: AMX)."""
+    monkeypatch.setattr(affine, "PACK_WEIGHTS", True)
+
+
 def _conv(c_in: int, c_out: int, k: int, stride: int, pad: tuple[int, int, int, int],
           dilation: int, groups: int, size: int) -> Affine:
     w = torch.randn(c_out, c_in // groups, k, k, dtype=torch.float64)
@@ -59,3 +65,4 @@ def test_unmarked_weights_and_other_dtypes_take_the_plain_path() -> None:
     assert not affine._packable(x, a.weight, 2)
     assert not affine._packable(x.float(), a.weight.float(), 2)
     assert torch.equal(a.linear(x), F.conv2d(x, a.weight, None, 1, 1))
+

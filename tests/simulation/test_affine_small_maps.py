@@ -51,7 +51,9 @@ def test_small_maps_are_batch_invariant_and_within_rounding(
     a = _conv(c_in, c_out, k, stride, pad, dilation, h, w)
     positions = a.out_shape[1] * a.out_shape[2]
     x = torch.rand(batch, c_in, h, w, dtype=torch.float64)
-    small = positions <= affine.SMALL_MAP_POSITIONS
+    wide = affine.MID_MAP_WIDTH * positions
+    small = positions <= affine.SMALL_MAP_POSITIONS or (
+        positions <= affine.MID_MAP_POSITIONS and c_out >= wide and c_in * k * k >= wide)
     assert affine._small_map_conv(x, a.weight, 2, 1, positions) == small
     if not small or a.is_channel_scale:
         return  # (a per-channel scale is one product per output: its own path)
@@ -103,6 +105,33 @@ def test_vgg_sized_layer_keeps_each_sample_apart_from_its_batch() -> None:
     for i in (0, 4, 8):
         assert torch.equal(a.linear(x[i : i + 1], rows_invariant=True), full[i : i + 1])
     assert float((full - _reference(a, x)).abs().max()) < 1e-11
+
+
+def test_wide_layers_on_8x8_maps_take_the_per_sample_products() -> None:
+    """8×8 maps (64 positions) take the per-sample products when the layer is wide (at least
+    256 output channels and fan-in terms: VGG-16's and ResNet-18's 8×8 layers, stride 2
+    included): each sample's values do not depend on its batch, within the rounding of the
+    fan-in sum; narrower layers and 1×1 convolutions keep PyTorch's convolution."""
+    torch.manual_seed(1)
+    for c_in, k, stride, size in ((128, 3, 1, 8), (128, 3, 2, 16)):
+        a = _conv(c_in, 256, k, stride, (1, 1, 1, 1), 1, size, size)
+        assert a.out_shape[1:] == (8, 8)
+        x = torch.rand(5, c_in, size, size, dtype=torch.float64)
+        assert affine._small_map_conv(x, a.weight, 2, 1, 64)
+        full = a.linear(x, rows_invariant=True)
+        for i in (0, 2, 4):
+            assert torch.equal(a.linear(x[i : i + 1], rows_invariant=True), full[i : i + 1])
+        assert torch.equal(a.linear(x[1:4], rows_invariant=True), full[1:4])
+        assert float((full - _reference(a, x)).abs().max()) < 1e-11
+    x = torch.rand(2, 128, 8, 8, dtype=torch.float64)
+    assert not affine._small_map_conv(x, torch.zeros(128, 128, 3, 3, dtype=torch.float64),
+                                      2, 1, 64)  # 128 output channels < 4 × 64
+    assert not affine._small_map_conv(x, torch.zeros(256, 128, 1, 1, dtype=torch.float64),
+                                      2, 1, 64)  # fan-in 128 < 4 × 64
+    assert not affine._small_map_conv(x, torch.zeros(512, 128, 3, 3, dtype=torch.float64),
+                                      2, 1, 81)  # 9×9 > MID_MAP_POSITIONS
+    assert affine._small_map_conv(x, torch.zeros(68, 17, 2, 2, dtype=torch.float64),
+                                  2, 1, 17)  # 17 positions, 68 channels and terms
 
 
 def test_which_convolutions_take_the_per_sample_products() -> None:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "ROW_BLOCK",
-           "SMALL_MAP_POSITIONS", "Affine", "bf16_map", "keep_packed"]
+__all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "MID_MAP_POSITIONS", "MID_MAP_WIDTH",
+           "ROW_BLOCK", "SMALL_MAP_POSITIONS", "Affine", "bf16_map", "keep_packed"]
 
 #: Rows per matrix product of a batch-invariant Linear edge (:meth:`Affine.linear`): every
 #: product has this shape, whatever the batch (more rows are faster at large batches, fewer
@@ -192,12 +192,29 @@ def _slow_conv_into(x: Tensor, w: Tensor, stride: tuple[int, ...],
 #: (:func:`_conv_per_sample_mm`).
 SMALL_MAP_POSITIONS = 16
 
+#: So does one with at most this many output positions per sample when its output channels
+#: and its fan-in are both at least :data:`MID_MAP_WIDTH` times its positions. One thread, an
+#: AMD EPYC, ``F.conv2d`` against the per-sample products (batch 64 / batch 1): 8×8 maps
+#: 256 → 256 channels 197 → 141–146 / 2.43 → 2.10 ms, 128 → 256 97 → 71 / 1.13 → 1.08,
+#: 512 → 512 713 → 576 / 9.6 → 8.7; but 128 → 128 63 → 63–71, 64 → 128 21 → 28, 32 → 32
+#: 3.5 → 9.2, a 1×1 convolution 128 → 256 12 → 15–22, and 16×16 maps 2–2.5 times slower.
+MID_MAP_POSITIONS = 64
+MID_MAP_WIDTH = 4
+
 
 def _small_map_conv(x: Tensor, w: Tensor, dims: int, groups: int, out_positions: int) -> bool:
     """Whether a convolution runs as :func:`_conv_per_sample_mm`: float64 on the CPU, 2-d, no
-    groups, no autograd, at most :data:`SMALL_MAP_POSITIONS` output positions per sample."""
-    return (_float64_cpu_no_grad(x, w) and w.dtype == torch.float64 and dims == 2
-            and groups == 1 and 0 < out_positions <= SMALL_MAP_POSITIONS)
+    groups, no autograd, at most :data:`SMALL_MAP_POSITIONS` output positions per sample —
+    or at most :data:`MID_MAP_POSITIONS` with at least :data:`MID_MAP_WIDTH` times as many
+    output channels and fan-in terms (VGG-16's and ResNet-18's 256-channel 8×8 layers)."""
+    if not (_float64_cpu_no_grad(x, w) and w.dtype == torch.float64 and dims == 2
+            and groups == 1 and out_positions > 0):
+        return False
+    if out_positions <= SMALL_MAP_POSITIONS:
+        return True
+    wide = MID_MAP_WIDTH * out_positions
+    return (out_positions <= MID_MAP_POSITIONS and w.shape[0] >= wide
+            and w[0].numel() >= wide)
 
 
 def _conv_per_sample_mm(x: Tensor, w: Tensor, stride: tuple[int, ...],
@@ -251,9 +268,32 @@ def _conv_per_sample_mm(x: Tensor, w: Tensor, stride: tuple[int, ...],
 PACK_MAX_POSITIONS = 128
 
 
+def _cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (what PyTorch reports; False where it cannot tell)."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+#: Whether bfloat16 convolutions on small inputs run on weights packed once for oneDNN
+#: (:func:`_packable`): on CPUs with AMX tiles, where the plain call reorders the weights
+#: into AMX's blocked layout at every call (an Intel Xeon: VGG-16's 2×2 and 4×4 layers at
+#: batch 1, 1.3 ms plain, 0.3 ms packed). Elsewhere the plain call — the matrix product
+#: :func:`_as_gemm` on maps of at most :data:`GEMM_MAX_POSITIONS` positions — is as fast
+#: with the weights in cache and faster inside a simulation, where they come from memory
+#: (an AMD EPYC with AVX512-BF16, no AMX, one thread, caches flushed before each call:
+#: VGG-16's 2×2 layers 1.34–1.37 ms packed, 0.57–0.62 ms as a matrix product; its 8×8
+#: layers 0.40–0.79 packed, 0.35–0.69 plain; the drive bound of a batch-1 call 13.7–16.4 →
+#: 9.1–9.8 ms), and no packed copy of the weights is kept. The values are the same
+#: primitive's either way (bfloat16 products, float32 accumulation).
+PACK_WEIGHTS = _cpu_has_amx()
+
+
 def keep_packed(w: Tensor) -> Tensor:
     """Mark ``w`` (a long-lived bfloat16 convolution weight, e.g. a certificate's cached
-    copy) to be packed for oneDNN once, at its first CPU convolution; returns ``w`` —
+    copy) to be packed for oneDNN once, at its first CPU convolution on a small input where
+    packing pays (:func:`_packable`); returns ``w`` —
     stored channels-last (2-d kernels), the layout of its convolutions (:func:`_as_gemm`,
     :func:`_channels_last_form`), so that no call reorders it."""
     if w.dim() == 4:
@@ -272,17 +312,18 @@ def _onednn_bf16(x: Tensor, w: Tensor) -> bool:
 
 
 def _packable(x: Tensor, w: Tensor, dims: int, *, prefers_gemm: bool = False) -> bool:
-    """Whether a convolution runs with :func:`_packed` weights: bfloat16 2-d convolutions on
-    the CPU (oneDNN) with weights marked by :func:`keep_packed`. The plain call reorders the
-    weights into oneDNN's blocked layout at every call — most of its cost for small maps
-    (VGG-16's 2×2 and 4×4 layers at batch 1: 1.3 ms plain, 0.3 ms packed), so small maps
+    """Whether a convolution runs with :func:`_packed` weights: where packing pays
+    (:data:`PACK_WEIGHTS`), bfloat16 2-d convolutions on the CPU (oneDNN) with weights
+    marked by :func:`keep_packed`. The plain call then reorders the weights into oneDNN's
+    blocked layout at every call — most of its cost for small maps (VGG-16's 2×2 and 4×4
+    layers at batch 1: 1.3 ms plain, 0.3 ms packed), so small maps
     (:data:`PACK_MAX_POSITIONS`) use the packed copy; for a weight used once, packing it
     costs more than the plain call. A layer that ``prefers_gemm`` (:attr:`Affine.prefers_gemm`)
     takes it at batch 1 only: from two samples on, its matrix product is faster (VGG-16's
     2×2 layers at 32 samples: 5.6 ms packed, 0.95 ms as :func:`_as_gemm`; the packed
     convolution's time grows linearly with the batch). The arithmetic is the very same
     primitive's (bfloat16 products, float32 accumulation)."""
-    return (dims == 2 and _onednn_bf16(x, w)
+    return (PACK_WEIGHTS and dims == 2 and _onednn_bf16(x, w)
             and not (prefers_gemm and x.shape[0] > 1)
             and 0 < x.shape[0] * x.shape[2] * x.shape[3] <= PACK_MAX_POSITIONS
             and hasattr(w, "_onespike_packed"))
@@ -321,9 +362,10 @@ GEMM_MAX_POSITIONS = 16
 def _gemm_form(x: Tensor, w: Tensor) -> bool:
     """Whether a convolution of an :attr:`Affine.prefers_gemm` layer runs as
     :func:`_as_gemm`: bfloat16 maps and weights on the CPU (oneDNN), unless it runs with
-    packed weights (:func:`_packable`, faster at batch 1). oneDNN's direct convolution is
-    several times slower than its matrix product on such small maps (VGG-16's 2×2 layers
-    at batch 33: 9.5 ms against 4.5 ms for gathering the patches and the product)."""
+    packed weights (:func:`_packable`: at batch 1, where packing pays). oneDNN's direct
+    convolution is several times slower than its matrix product on such small maps (VGG-16's
+    2×2 layers at batch 33: 9.5 ms against 4.5 ms for gathering the patches and the
+    product)."""
     return _onednn_bf16(x, w) and _LINEAR is not None
 
 
