@@ -4,7 +4,9 @@ float64 NCHW form in which the bfloat16 sums enter the margins (:func:`_nchw64`)
 
 from __future__ import annotations
 
-import numpy as np
+import math
+import struct
+
 import torch
 from torch import Tensor
 
@@ -47,17 +49,41 @@ def _f32_down(exact: Tensor) -> Tensor:
                        torch.nextafter(t32, torch.full_like(t32, float("-inf"))), t32)
 
 
+#: IEEE binary32, and its bits as an unsigned integer (little-endian both).
+_F32 = struct.Struct("<f")
+_U32_BITS = struct.Struct("<I")
+
+
 def _bf16(v: float) -> float:
-    """``v`` rounded to the nearest bfloat16 (ties to even), as a tensor cast rounds."""
-    return float(torch.tensor(v, dtype=torch.float32).to(torch.bfloat16))
+    """``v`` rounded to the nearest bfloat16 (ties to even), as a tensor cast rounds: ``v`` to
+    the nearest float32, then its bits rounded to the upper 16 (PyTorch's
+    ``round_to_nearest_even``). Plain Python (called per grid point: a tensor round trip
+    costs several microseconds)."""
+    r = _f32(v)
+    if math.isnan(r):
+        return r
+    bits = _U32_BITS.unpack(_F32.pack(r))[0]
+    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return _F32.unpack(_U32_BITS.pack(bits))[0]
 
 
 def _f32(v: float, *, up: bool = False) -> float:
-    """``v`` rounded to the nearest float32 (``up``: to the nearest float32 ≥ v)."""
-    with np.errstate(over="ignore"):  # beyond float32's range: ±inf, as a cast would
-        r = float(np.float32(v))
-    if up and r < v:
-        r = float(np.nextafter(np.float32(r), np.float32(np.inf)))
+    """``v`` rounded to the nearest float32 (``up``: to the nearest float32 ≥ v). Plain Python
+    (C's round-to-nearest cast, as NumPy's and PyTorch's); beyond float32's range ±inf, as
+    a cast gives."""
+    try:
+        r: float = _F32.unpack(_F32.pack(v))[0]
+    except OverflowError:
+        r = math.copysign(math.inf, v)
+    if up and r < v:  # the next float32 up: one unit in the last place of its bits
+        bits = _U32_BITS.unpack(_F32.pack(r))[0]
+        if r == 0.0:
+            bits = 1  # the smallest positive subnormal
+        elif r > 0.0:
+            bits += 1
+        else:
+            bits -= 1
+        r = _F32.unpack(_U32_BITS.pack(bits))[0]
     return r
 
 
