@@ -193,11 +193,14 @@ def _slow_conv_into(x: Tensor, w: Tensor, stride: tuple[int, ...],
 SMALL_MAP_POSITIONS = 16
 
 #: So does one with at most this many output positions per sample when its output channels
-#: and its fan-in are both at least :data:`MID_MAP_WIDTH` times its positions. One thread, an
-#: AMD EPYC, ``F.conv2d`` against the per-sample products (batch 64 / batch 1): 8×8 maps
-#: 256 → 256 channels 197 → 141–146 / 2.43 → 2.10 ms, 128 → 256 97 → 71 / 1.13 → 1.08,
-#: 512 → 512 713 → 576 / 9.6 → 8.7; but 128 → 128 63 → 63–71, 64 → 128 21 → 28, 32 → 32
-#: 3.5 → 9.2, a 1×1 convolution 128 → 256 12 → 15–22, and 16×16 maps 2–2.5 times slower.
+#: and its fan-in are both at least :data:`MID_MAP_WIDTH` times its positions. An AMD EPYC,
+#: one thread, the network's own path against the per-sample products (medians of
+#: alternated calls, batch 64 / batch 1): 8×8 maps 256 → 256 channels 214 → 186 / 3.42 →
+#: 3.01 ms, 128 → 256 81 → 74 / 1.21 → 1.18, 512 → 512 673 → 600 / 10.2 → 9.4. Narrower
+#: layers lose (``F.conv2d`` against the products at batch 64: 128 → 128 63 → 63–71 ms,
+#: 64 → 128 21 → 28, 32 → 32 3.5 → 9.2), so do 1×1 convolutions (128 → 256 12 → 15–22) and
+#: 16×16 maps (2–2.5 times slower). At two threads each sample's product runs on both:
+#: batch 1 about twice as fast (256 → 256 3.52 → 1.97 ms), batch 64 1–10 % slower (94 → 103).
 MID_MAP_POSITIONS = 64
 MID_MAP_WIDTH = 4
 
