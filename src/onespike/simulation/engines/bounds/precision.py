@@ -54,6 +54,16 @@ _F32 = struct.Struct("<f")
 _U32_BITS = struct.Struct("<I")
 
 
+def _bits32(r: float) -> int:
+    """The bits of the float32 value ``r`` (exactly representable)."""
+    return int(_U32_BITS.unpack(_F32.pack(r))[0])
+
+
+def _from_bits32(bits: int) -> float:
+    """The float32 value whose bits are ``bits``."""
+    return float(_F32.unpack(_U32_BITS.pack(bits))[0])
+
+
 def _bf16(v: float) -> float:
     """``v`` rounded to the nearest bfloat16 (ties to even), as a tensor cast rounds: ``v`` to
     the nearest float32, then its bits rounded to the upper 16 (PyTorch's
@@ -62,9 +72,8 @@ def _bf16(v: float) -> float:
     r = _f32(v)
     if math.isnan(r):
         return r
-    bits = _U32_BITS.unpack(_F32.pack(r))[0]
-    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
-    return _F32.unpack(_U32_BITS.pack(bits))[0]
+    bits = _bits32(r)
+    return _from_bits32(((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16)
 
 
 def _f32(v: float, *, up: bool = False) -> float:
@@ -76,14 +85,14 @@ def _f32(v: float, *, up: bool = False) -> float:
     except OverflowError:
         r = math.copysign(math.inf, v)
     if up and r < v:  # the next float32 up: one unit in the last place of its bits
-        bits = _U32_BITS.unpack(_F32.pack(r))[0]
+        bits = _bits32(r)
         if r == 0.0:
             bits = 1  # the smallest positive subnormal
         elif r > 0.0:
             bits += 1
         else:
             bits -= 1
-        r = _F32.unpack(_U32_BITS.pack(bits))[0]
+        r = _from_bits32(bits)
     return r
 
 
