@@ -67,3 +67,23 @@ def test_other_convolutions_keep_their_layout() -> None:
         assert not affine._channels_last_form(x, a.weight.to(dt))
         assert torch.equal(a.linear(x, a.weight.to(dt)),
                            F.conv2d(x, a.weight.to(dt), None, 1, 1))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bf16_map_rounds_each_entry_and_is_channels_last(layout: str, dtype: torch.dtype) -> None:
+    """:func:`affine.bf16_map`: every entry rounded to bfloat16 as ``Tensor.to`` rounds it
+    (ties, tiny and huge values included), 2-d maps channels-last whatever the input's
+    layout, other maps as they are."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 5, 4, 6, generator=g, dtype=dtype) * 10.0
+    x.view(-1)[:4] = torch.tensor([1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, 1e-40, 3e38], dtype=dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    xb = affine.bf16_map(x)
+    assert xb.dtype == torch.bfloat16
+    assert xb.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(xb.view(torch.int16), x.to(torch.bfloat16).view(torch.int16))
+    flat = torch.randn(7, 9, generator=g, dtype=dtype)
+    assert torch.equal(affine.bf16_map(flat).view(torch.int16),
+                       flat.to(torch.bfloat16).view(torch.int16))

@@ -388,13 +388,16 @@ def _channels_last_form(x: Tensor, w: Tensor) -> bool:
 
 def bf16_map(x: Tensor) -> Tensor:
     """``x`` rounded to bfloat16 in the layout of the CPU bfloat16 convolutions
-    (:func:`_channels_last_form`): a 4-d map reordered channels-last in the same pass, for
-    maps convolved several times (reordered once, not at every call); others as they
-    are."""
+    (:func:`_channels_last_form`): a 4-d map rounded first, then reordered channels-last
+    (for maps convolved several times: reordered once, not at every call); others as they
+    are. Two passes, but each a fast kernel: PyTorch's copy that converts and reorders at
+    once is slower than both together (batch 64, one thread: 32 channels 28×28 2.3 → 1.0
+    ms, 64 channels 32×32 11.1 → 9.5, 128 channels 16×16 2.8 → 2.0; in a simulation, all
+    calls: Fashion-MNIST VGG in float32 5.2 → 2.9 ms, VGG-16 21.5 → 15.7, ResNet-18 99 →
+    74). The values are the same: rounding is per entry."""
     if x.dim() != 4:
         return x.to(torch.bfloat16)
-    return torch.empty(x.shape, dtype=torch.bfloat16, device=x.device,
-                       memory_format=torch.channels_last).copy_(x)
+    return x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
 
 
 def _onednn_linear() -> Callable[..., Tensor] | None:
