@@ -264,3 +264,30 @@ def test_multi_edge_drive_counts_the_shortcut_and_stays_tight(monkeypatch) -> No
     wrong = sum(int((bounds.certify_drive(layer, xs) & above).sum())
                 for layer, xs, above in cases)
     assert wrong > 0
+
+
+def test_int16_threshold_decides_as_the_bfloat16_comparison() -> None:
+    """Every bfloat16 drive (all 65,536 bit patterns) against thresholds of every kind (±0,
+    negative, subnormal, normal, the largest finite, +inf, NaN): where the drive's sign
+    bit is clear, ``bits(d̂) < int16_threshold(t)`` is exactly ``d̂ < t``; where it is set,
+    it is never true unless ``d̂ < t`` — a NaN with its sign bit set aside (module
+    docstring of :func:`~onespike.simulation.engines.bounds.drive.int16_threshold`)."""
+    from onespike.simulation.engines.bounds.drive import int16_threshold
+
+    d = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+    tiny = torch.tensor(1e-40).to(torch.bfloat16)  # subnormal
+    t = torch.tensor([0.0, -0.0, -1.0, -3e38, 1e-38, 0.5, 1.0, 7.25, 3e38, float("inf"),
+                      float("nan")]).to(torch.bfloat16)
+    t = torch.cat([t, tiny.reshape(1), -tiny.reshape(1),
+                   torch.nextafter(t[6:7], torch.tensor([2.0]).to(torch.bfloat16))])
+    bits = int16_threshold(t)
+    got = d.view(torch.int16)[:, None] < bits[None, :]
+    want = d[:, None] < t[None, :]
+    sign = (d.view(torch.int16) < 0)[:, None].expand_as(got)
+    nan = torch.isnan(d)[:, None].expand_as(got)
+    assert torch.equal(got[~sign], want[~sign])
+    assert not bool((got & ~want & sign & ~nan).any())
+    assert bool((got & ~want & sign & nan).any())  # the set-aside case exists (why it is named)
+    # the mutation this guards against: bit patterns of t ≤ 0 kept as they are
+    raw = d.view(torch.int16)[:, None] < t.view(torch.int16)[None, :]
+    assert not torch.equal(raw[~sign], want[~sign]) or bool((raw & ~want & sign & ~nan).any())

@@ -111,6 +111,39 @@ def _drive_threshold_bf16_up(layer: PopulationLike, bias: Tensor | None = None) 
     return make() if bias is not None else layer.derived("threshold_bf16_up", make)
 
 
+#: Compare the one-edge bfloat16 drive with its threshold as int16 bit patterns
+#: (:func:`int16_threshold`; tests switch it off to compare both ways).
+INT16_COMPARE = True
+
+
+def _drive_threshold_bits(layer: PopulationLike, bias: Tensor | None = None) -> Tensor:
+    """:func:`_drive_threshold_bf16_up` as :func:`int16_threshold` bit patterns (one int16
+    comparison is about 1.4× as fast as the bfloat16 one on the CPU: 64 × 32 × 28 × 28
+    channels-last drives, 1.47 → 1.02 ms). Cached per layer for the unperturbed bias."""
+
+    def make() -> Tensor:
+        return int16_threshold(_drive_threshold_bf16_up(layer, bias))
+
+    return make() if bias is not None else layer.derived("threshold_bf16_bits", make)
+
+
+def int16_threshold(t: Tensor) -> Tensor:
+    """The bit patterns of the bfloat16 thresholds ``t`` as int16, every ``t ≤ 0`` (``−0``
+    included) replaced by the smallest int16, so that ``bits(d̂) < int16_threshold(t)``
+    decides ``d̂ < t`` for a bfloat16 ``d̂``:
+
+    * sign bit of ``d̂`` clear (``+0``, positive values, ``+inf``, NaNs without sign):
+      exactly — for ``t > 0`` non-negative floats are ordered as their bit patterns and a
+      NaN's lie above every finite ``t``'s; for ``t ≤ 0`` both are false;
+    * sign bit set (``−0``, negative values; a sum of non-negative products gives none):
+      as the float comparison for ``t > 0``, false otherwise — never true where the float
+      comparison is false, except for a NaN with its sign bit set, which needs a NaN
+      input: the neuron's ``z`` is NaN then as well, and the step reports it (its
+      ``finite`` test)."""
+    smallest = torch.full((), torch.iinfo(torch.int16).min, dtype=torch.int16, device=t.device)
+    return torch.where(t > 0, t.view(torch.int16), smallest)
+
+
 def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor | None = None,
                   *, maps: InputMaps | None = None) -> Tensor:
     """``b + Σ_j W⁺_ij x_j⁺ < B`` (docs/method.md) with the excitatory drive over every edge
@@ -125,10 +158,13 @@ def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor
         syn = layer.synapses
         if len(syn.affines) == 1:
             # one edge: the drive is a bfloat16 map d̂, and d̂ < T ⇔ d̂ < T↑ (T rounded up to
-            # bfloat16: no bfloat16 lies in [T, T↑)) — one bfloat16 comparison, which also
-            # reorders a channels-last d̂ into the NCHW result
+            # bfloat16: no bfloat16 lies in [T, T↑)) — one comparison of their bit patterns
+            # (int16_threshold), which also reorders a channels-last d̂ into the NCHW result
             drive = syn.linear(maps.bf16(), layer.positive_weight_bf16(), any_layout=True)
             ok = torch.empty(drive.shape, dtype=torch.bool, device=drive.device)
+            if INT16_COMPARE:  # the same verdicts (int16_threshold), faster
+                return torch.lt(drive.view(torch.int16), _drive_threshold_bits(layer, bias),
+                                out=ok)
             return torch.lt(drive, _drive_threshold_bf16_up(layer, bias), out=ok)
         return _drive_sum_bf16(layer, maps) < _drive_threshold_bf16(layer, bias)
     dt = sum_dtype(xs[0].device)
