@@ -49,3 +49,21 @@ def test_tiled_path_is_taken_for_the_common_pool() -> None:
     assert _route(2, 7, 9, 2, 2)._tiles()  # floor mode: the partial window is dropped
     assert not _route(2, 7, 9, 2, 2, ceil=True)._tiles()  # ceil mode keeps it
     assert not _route(2, 8, 8, 3, 2, 1)._tiles()
+
+
+@pytest.mark.parametrize("kernel", [(1, 1), (1, 2), (2, 1), (2, 3), (3, 2), (4, 4)])
+def test_tiled_rectangular_windows_are_max_pool(kernel: tuple[int, int]) -> None:
+    """Rows first, then columns: the same maxima as ``max_pool2d`` for any tiling window,
+    partial windows dropped (floor mode), silent neurons and NaN included; a fresh map."""
+    g = torch.Generator().manual_seed(kernel[0] * 7 + kernel[1])
+    v = torch.rand((2, 3, 9, 10), generator=g, dtype=torch.float64)
+    v[v < 0.2] = float("-inf")
+    v[1, 2, 4, 5] = float("nan")
+    out = (3, 9 // kernel[0], 10 // kernel[1])
+    r = MaxPoolRoute(2, kernel, kernel, (0, 0), (1, 1), False, (3, 9, 10), out)
+    assert r._tiles()
+    got = r(v)
+    want = F.max_pool2d(v, kernel, kernel)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(want))
+    assert got.data_ptr() != v.data_ptr()
