@@ -23,7 +23,7 @@ from tests.simulation.engines.bounds.test_grid_patches import converted, stress_
 import onespike
 from onespike.network.population import Population, SpikingLayer
 from onespike.simulation.engines import bounds
-from onespike.simulation.engines.bounds.drive import _drive_threshold_bf16
+from onespike.simulation.engines.bounds.drive import _drive_threshold_bf16, int16_threshold
 from onespike.simulation.synapses import Synapses
 
 pytestmark = NATIVE_BF16_ONLY
@@ -270,10 +270,8 @@ def test_int16_threshold_decides_as_the_bfloat16_comparison() -> None:
     """Every bfloat16 drive (all 65,536 bit patterns) against thresholds of every kind (±0,
     negative, subnormal, normal, the largest finite, +inf, NaN): where the drive's sign
     bit is clear, ``bits(d̂) < int16_threshold(t)`` is exactly ``d̂ < t``; where it is set,
-    it is never true unless ``d̂ < t`` — a NaN with its sign bit set aside (module
-    docstring of :func:`~onespike.simulation.engines.bounds.drive.int16_threshold`)."""
-    from onespike.simulation.engines.bounds.drive import int16_threshold
-
+    it is never true unless ``d̂ < t`` — a NaN with its sign bit set aside (see
+    :func:`~onespike.simulation.engines.bounds.drive.int16_threshold`)."""
     d = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
     tiny = torch.tensor(1e-40).to(torch.bfloat16)  # subnormal
     t = torch.tensor([0.0, -0.0, -1.0, -3e38, 1e-38, 0.5, 1.0, 7.25, 3e38, float("inf"),
