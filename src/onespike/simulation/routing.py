@@ -66,14 +66,14 @@ class MaxPoolRoute:
         17.0 → 5.1 ms)."""
         (kh, kw), (oh, ow) = self.kernel, self.out_shape[1:]
         v = v[:, :, : oh * kh, : ow * kw]  # floor mode drops the last partial window
-        rows = _strided_max([v[:, :, i::kh] for i in range(kh)])  # (B, C, oh, ow·kw)
+        if kh == kw == 1:
+            return v.clone()
+        rows = v if kh == 1 else _strided_max([v[:, :, i::kh] for i in range(kh)])
         return rows if kw == 1 else _strided_max([rows[..., j::kw] for j in range(kw)])
 
 
 def _strided_max(parts: list[Tensor]) -> Tensor:
-    """Elementwise maximum of ``parts`` (views of one map) as a fresh tensor."""
-    if len(parts) == 1:
-        return parts[0].clone()
+    """Elementwise maximum of two or more ``parts`` (views of one map), a fresh tensor."""
     out = torch.maximum(parts[0], parts[1])
     for part in parts[2:]:
         torch.maximum(out, part, out=out)

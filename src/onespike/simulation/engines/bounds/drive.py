@@ -156,6 +156,7 @@ def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor
             # bfloat16: no bfloat16 lies in [T, T↑)) — one comparison of their bit patterns
             # (int16_threshold), which also reorders a channels-last d̂ into the NCHW result
             drive = syn.linear(maps.bf16(), layer.positive_weight_bf16(), any_layout=True)
+            assert drive.dtype == torch.bfloat16  # (its bits are compared)
             ok = torch.empty(drive.shape, dtype=torch.bool, device=drive.device)
             return torch.lt(drive.view(torch.int16), _drive_threshold_bits(layer, bias),
                             out=ok)
