@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Where the simulation's time goes, per population: the forward (``z``), each proof tier
-(drive bound, grid bound stage by stage, late-input bound), the exact walk, the routing and
+(channel-maximum bound, drive bound, grid bound stage by stage, late-input bound), the exact
+walk, the routing and
 the rest — and what share of each population's neurons each tier clears.
 
     python benchmarks/profile_event.py --model vgg16_cifar --batch 64
@@ -11,7 +12,8 @@ The measured call is ``snn.simulate(x, engine=ENGINE)`` with the library's defau
 functions are timed by wrapping them at run time (nothing in ``onespike.simulation`` is
 edited): the engines' ``hidden``/``readout`` methods and the driver's ``_edge_values`` give
 the population being stepped; ``Population.z`` (and ``Synapses.linear`` called directly by an
-engine) is the forward; ``certify_drive``/``certify_model_a``, ``grid_stages`` (the grid
+engine) is the forward; ``proven_planes`` (the channel-maximum bound, inside the drive
+certificate), ``certify_drive``/``certify_model_a``, ``grid_stages`` (the grid
 points), ``certify_grid`` (one column per stage: its k-th call in one ``model_a_step``),
 ``certify_late`` and ``exact_values`` are the tiers. Each function's time is its own
 (exclusive of the wrapped functions it calls); ``rest`` is the rest of the population's step,
@@ -53,7 +55,8 @@ from onespike.apps.bench import BENCH_MODELS, DTYPES, bench_data, build_model
 from onespike.apps.bench.measure import device_sync
 
 #: Time columns, in order (``grid k`` columns are inserted after ``grid points``).
-TIME_COLUMNS = ("routing", "forward", "drive", "late", "grid points", "exact", "rest")
+TIME_COLUMNS = ("routing", "forward", "channels", "drive", "late", "grid points", "exact",
+                "rest")
 #: Population of wrapped calls made outside every population step.
 DRIVER = "(no population)"
 
@@ -244,6 +247,7 @@ class _Instrument:
         from onespike.network.population import Population
         from onespike.simulation import driver, synapses
         from onespike.simulation.engines import bounds, common
+        from onespike.simulation.engines.bounds import drive
 
         for mod_name, cls_name in (("event", "EventEngine"), ("closed", "ClosedEngine"),
                                    ("clock", "ClockEngine")):
@@ -276,6 +280,7 @@ class _Instrument:
                                 only_under=("rest",)))
         wrap: list[tuple[Any, str | Callable[[], str], Any, Any]] = [
             (getattr(common, "model_a_step", None), "rest", self._step_start, None),
+            (getattr(drive, "proven_planes", None), "channels", None, self._channels_count),
             (getattr(common, "certify_drive", None), "drive", None, self._drive_count),
             (getattr(common, "certify_model_a", None), "drive", None, self._drive_count),
             (getattr(bounds, "certify_late", None), "late", None, self._late_count),
@@ -331,6 +336,13 @@ class _Instrument:
                      parent: str | None) -> None:
         if parent != "drive" and isinstance(out, Tensor):  # not the drive inside model_a
             _count(self.rec, pop, "drive", out.sum(), out.numel())
+
+    def _channels_count(self, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
+                        pop: str, parent: str | None) -> None:
+        layer = _arg(args, kwargs, 0, "layer")
+        if isinstance(out, Tensor) and out.dim() == 2 and out.shape[1]:
+            per_plane = int(layer.num_neurons) // int(out.shape[1])
+            _count(self.rec, pop, "channels", out.sum() * per_plane, out.numel() * per_plane)
 
     def _late_count(self, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, pop: str,
                     parent: str | None) -> None:
@@ -422,22 +434,25 @@ def format_breakdown(b: Breakdown) -> str:
                      _cell(b.accounted_s, b.total_s)]))
 
     stages = [f"grid {k}" for k in range(1, b.grid_stages + 1)]
-    head2 = ["population", "neurons", "drive clears", *[f"{g} clears" for g in stages],
-             "late clears", "exact walk gets"]
-    w2 = [10, 10, 14] + [22] * len(stages) + [14, 18]
+    head2 = ["population", "neurons", "channels clear", "drive clears",
+             *[f"{g} clears" for g in stages], "late clears", "exact walk gets"]
+    w2 = [10, 10, 14, 14] + [22] * len(stages) + [14, 18]
 
     def line2(cells: list[str]) -> str:
         return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
                          enumerate(zip(cells, w2)))
 
-    out += ["", "neurons cleared per tier (grid k: share of the neurons it was given, "
-            "i.e. of those the tiers before left; exact walk: share of all neurons)",
+    out += ["", "neurons cleared per tier (channels: the channel-maximum bound, inside the "
+            "drive certificate, whose share includes it; grid k: share of the neurons it was "
+            "given, i.e. of those the tiers before left; exact walk: share of all neurons)",
             line2(head2)]
     for p in b.populations:
         if p.readout or p.name == DRIVER:
             continue
         n = p.neurons
         cells = [p.name, f"{n:,}" if n else "—"]
+        ch = p.counts.get("channels")
+        cells.append(f"{100 * ch[0] / ch[1]:.2f}%" if ch and ch[1] else "—")
         d = p.counts.get("drive")
         cells.append(f"{100 * d[0] / d[1]:.2f}%" if d and d[1] else "—")
         for g in stages:

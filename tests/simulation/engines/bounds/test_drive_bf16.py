@@ -256,11 +256,10 @@ def test_multi_edge_drive_counts_the_shortcut_and_stays_tight(monkeypatch) -> No
         assert bool(clear.any()) and bool(ok[clear].all()), layer.name
         cases.append((layer, xs, gap <= 0))
     # the mutant sums the edges without groups only: the depthwise shortcut is left out
-    patch_package(monkeypatch, bounds, "_drive_sum_bf16", lambda layer, maps: Synapses(
-        [a for a in layer.synapses.affines if a.groups == 1]).linear(
-        [x for a, x in zip(layer.synapses.affines, maps.bf16()) if a.groups == 1],
-        [w for a, w in zip(layer.synapses.affines, layer.positive_weight_bf16())
-         if a.groups == 1], out_dtype=torch.float32))
+    patch_package(monkeypatch, bounds, "_drive_sum_bf16", lambda syn, weights, maps: Synapses(
+        [a for a in syn.affines if a.groups == 1]).linear(
+        [x for a, x in zip(syn.affines, maps.bf16()) if a.groups == 1],
+        [w for a, w in zip(syn.affines, weights) if a.groups == 1], out_dtype=torch.float32))
     wrong = sum(int((bounds.certify_drive(layer, xs) & above).sum())
                 for layer, xs, above in cases)
     assert wrong > 0
