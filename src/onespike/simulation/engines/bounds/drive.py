@@ -20,7 +20,7 @@ from onespike.simulation.engines.bounds.inputs import (
 )
 from onespike.simulation.engines.bounds.late import certify_late
 from onespike.simulation.engines.bounds.precision import _U32, _f32_down, sum_dtype
-from onespike.simulation.masks import any_true, count_true
+from onespike.simulation.masks import any_true, count_true, true_index
 from onespike.simulation.rounding import bf16_up
 from onespike.simulation.synapses import Synapses
 
@@ -169,22 +169,22 @@ def certify_drive(layer: PopulationLike, xs: list[Tensor] | Tensor, bias: Tensor
     if planes is None:
         return _drive_ok(layer, maps, bias, None)
     shape = (xs[0].shape[0], *layer.out_shape)
-    spatial = (1,) * (len(shape) - 2)
     open_channels = ~planes.all(dim=0)
     n_open = count_true(open_channels)
     if n_open == 0:
-        return planes.reshape(*planes.shape, *spatial).expand(shape).clone()
+        return torch.ones(shape, dtype=torch.bool, device=planes.device)
     sel = None
     if n_open <= CHANNEL_SELECT_FRACTION * shape[1]:
         sel = syn.channel_closure(open_channels).nonzero().reshape(-1)
-    ok = _drive_ok(layer, maps, bias, sel)
-    own = planes if sel is None else planes.index_select(1, sel)
+    ok = _drive_ok(layer, maps, bias, sel).contiguous()
+    # the planes proven in the convolved channels: whole planes set, not a pass over the map
+    own = (planes if sel is None else planes.index_select(1, sel)).reshape(-1)
     if any_true(own):
-        ok |= own.reshape(*own.shape, *spatial)
+        ok.view(own.numel(), -1).index_fill_(0, true_index(own), True)
     if sel is None:
         return ok
-    out = planes.reshape(*planes.shape, *spatial).expand(shape).clone()
-    return out.index_copy_(1, sel, ok)
+    # every channel left out is proven in every sample
+    return torch.ones(shape, dtype=torch.bool, device=ok.device).index_copy_(1, sel, ok)
 
 
 def _drive_ok(layer: PopulationLike, maps: InputMaps, bias: Tensor | None,
