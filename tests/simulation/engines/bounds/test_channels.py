@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tests.helpers.bf16 import SETTINGS
 from tests.helpers.dag_nets import ZOO
 from tests.simulation.engines.bounds.test_bounds import converted_layers, stress_inputs
+from tests.simulation.engines.bounds.test_drive_bf16 import exact_multi_drive
 from tests.simulation.engines.bounds.test_grid_patches import converted, stress_edges
 from tests.simulation.engines.bounds.test_late_inputs import conv_net
 
@@ -54,12 +55,6 @@ def channel_max_bound(layer: Population, xs: list[torch.Tensor]) -> torch.Tensor
     return total
 
 
-def exact_drive(layer: Population, xs: list[torch.Tensor]) -> torch.Tensor:
-    """``Σ_e Σ_j W⁺_e,ij x_j`` per neuron in float64."""
-    return layer.synapses.linear([x.double().clamp_min(0) for x in xs],
-                                 [w.double().clamp_min(0) for w in layer.synapses.weights])
-
-
 def constant_inputs(layer: Population, n: int, seed: int, dtype: torch.dtype
                     ) -> list[torch.Tensor]:
     """Per edge, every channel constant (in [0, B_in]; some zero, some B_in): each neuron
@@ -92,7 +87,7 @@ def place_channel_biases(layer: Population, peak: torch.Tensor, spread: float,
 
 def plane_truth(layer: Population, xs: list[torch.Tensor]) -> torch.Tensor:
     """(samples, C_out): some neuron of the plane has ``b + drive ≥ B`` (exact, float64)."""
-    reached = layer.bias.double() + exact_drive(layer, xs) >= layer.B
+    reached = layer.bias.double() + exact_multi_drive(layer, xs) >= layer.B
     return reached.reshape(*reached.shape[:2], -1).any(dim=2)
 
 
@@ -132,7 +127,7 @@ def test_channel_bound_is_sound_on_any_inputs(seed: int, dtype: torch.dtype) -> 
 def test_channel_bound_margin_is_needed(seed: int, monkeypatch) -> None:
     """Mutation: maxima and kernel sums rounded to nearest (not up) and the threshold of the
     exact condition (no rounding margin) prove planes at the threshold by 1e-9·B."""
-    monkeypatch.setattr(channels, "_up", lambda t, dt: t.to(dt).contiguous())
+    monkeypatch.setattr(channels, "round_up", lambda t, dt: t.to(dt))
 
     def no_margin(layer, dt, bias):
         b = layer.bias.reshape(layer.bias.shape[0], -1).amax(dim=1).double()
@@ -214,7 +209,7 @@ def test_drive_with_channel_bound_proves_more_and_convolves_fewer_channels(
     monkeypatch.setattr(Synapses, "select", counted)
     for i, layer in enumerate(conv_populations(4, dtype)):
         xs = stress_edges(layer, 3, 30 + i, 2.0, dtype)
-        d = exact_drive(layer, xs)
+        d = exact_multi_drive(layer, xs)
         with torch.no_grad():  # a neuron's bias at its first-sample drive ± 1e-6·B
             sign = (torch.arange(layer.num_neurons) % 2 * 2 - 1).double()
             layer.bias.copy_((layer.B - d[0] + 1e-6 * layer.B * sign.reshape(d[0].shape))
@@ -222,7 +217,7 @@ def test_drive_with_channel_bound_proves_more_and_convolves_fewer_channels(
             c = layer.out_shape[0]
             far = torch.arange(c) % 3 == 0  # a third of the channels far below the threshold
             layer.bias[far] -= 10 * layer.B + d[:, far].amax()
-        truth = layer.bias.double() + exact_drive(layer, xs) >= layer.B
+        truth = layer.bias.double() + exact_multi_drive(layer, xs) >= layer.B
         monkeypatch.setattr(drive, "CHANNEL_BOUND", False)
         alone = bounds.certify_drive(layer, xs)
         monkeypatch.setattr(drive, "CHANNEL_BOUND", True)

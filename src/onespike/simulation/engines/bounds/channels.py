@@ -36,13 +36,18 @@ from torch import Tensor
 
 from onespike.simulation.affine import _blocked_mm
 from onespike.simulation.engines.bounds.precision import _f32_down, _gamma, sum_dtype
+from onespike.simulation.rounding import round_up
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
 
 __all__ = ["proven_planes"]
 
-_UNIT = {torch.float32: 2.0**-24, torch.float64: 2.0**-53}
+
+
+def _unit(dt: torch.dtype) -> float:
+    """Unit roundoff of ``dt`` (round to nearest)."""
+    return torch.finfo(dt).eps / 2
 
 
 def proven_planes(layer: PopulationLike, xs: Sequence[Tensor],
@@ -65,15 +70,6 @@ def proven_planes(layer: PopulationLike, xs: Sequence[Tensor],
     return total < _plane_threshold(layer, dt, bias)
 
 
-def _up(t: Tensor, dt: torch.dtype) -> Tensor:
-    """Non-negative ``t`` rounded up to ``dt`` (every entry ≥ the exact one), contiguous."""
-    if t.dtype == dt or dt == torch.float64:
-        return t.to(dt).contiguous()  # exact: float32/bfloat16 → float64, or already dt
-    r = t.to(dt)
-    return torch.where(r.to(t.dtype) < t, torch.nextafter(r, torch.full_like(r, math.inf)),
-                       r).contiguous()
-
-
 def _kernel_sums(layer: PopulationLike, dt: torch.dtype) -> list[Tensor]:
     """Per edge, ``ŝ`` (C_out, C_in) in ``dt``: the kernel sums of ``W⁺`` rounded up (zero
     outside a grouped edge's groups). Cached per layer and dtype."""
@@ -85,14 +81,14 @@ def _kernel_sums(layer: PopulationLike, dt: torch.dtype) -> list[Tensor]:
             c_out, c_group = int(w.shape[0]), int(w.shape[1])
             k = math.prod(w.shape[2:])
             s = w.reshape(c_out, c_group, k).sum(dim=2)
-            s = s * (1.0 + 2.0 * _gamma(k + 1, 2.0**-53))  # ≥ the exact sum
+            s = s * (1.0 + 2.0 * _gamma(k + 1, _unit(torch.float64)))  # ≥ the exact sum
             # block-diagonal over a grouped edge's groups (one block without groups)
             per = c_out // a.groups
             rows = torch.arange(c_out, device=w.device)
             cols = (rows // per)[:, None] * c_group + torch.arange(c_group, device=w.device)
             dense = s.new_zeros((c_out, c_group * a.groups))
             dense[rows[:, None], cols] = s
-            out.append(_up(dense, dt))
+            out.append(round_up(dense, dt).contiguous())
         return out
 
     return layer.derived(f"channel_kernel_sums_{dt}", make)
@@ -107,7 +103,7 @@ def _plane_threshold(layer: PopulationLike, dt: torch.dtype, bias: Tensor | None
         syn = layer.synapses
         b_max = b.reshape(b.shape[0], -1).amax(dim=1).to(torch.float64)
         n = sum(int(a.weight.shape[1]) * a.groups for a in syn.affines) + len(syn.affines) + 1
-        gamma = _gamma(n, _UNIT[dt])
+        gamma = _gamma(n, _unit(dt))
         flushed = 2.0 * n * 2.0**-126
         # (1 − 2⁻⁵⁰): the float64 subtraction and division rounded at most 3·2⁻⁵³ upward
         t = (layer.B - b_max - flushed) / (1.0 + 2.0 * gamma) * (1.0 - 2.0**-50)

@@ -195,31 +195,28 @@ def _drive_ok(layer: PopulationLike, maps: InputMaps, bias: Tensor | None,
     syn = layer.synapses
     if sel is not None and not syn.groups_one:  # (else every edge reads all its inputs)
         maps = maps.select(functools.partial(syn.select_inputs, sel))
-    if bf16_drive_available(layer, xs[0].device):
+    bf16 = bf16_drive_available(layer, xs[0].device)
+    # one bfloat16 edge: the drive is a bfloat16 map d̂, and d̂ < T ⇔ d̂ < T↑ (T rounded up to
+    # bfloat16: no bfloat16 lies in [T, T↑)) — one comparison of their bit patterns
+    # (int16_threshold), which also reorders a channels-last d̂ into the NCHW result
+    bits = bf16 and len(syn.affines) == 1
+    if bf16:
         weights = layer.positive_weight_bf16()
-        if len(syn.affines) == 1:
-            # one edge: the drive is a bfloat16 map d̂, and d̂ < T ⇔ d̂ < T↑ (T rounded up to
-            # bfloat16: no bfloat16 lies in [T, T↑)) — one comparison of their bit patterns
-            # (int16_threshold), which also reorders a channels-last d̂ into the NCHW result
-            bits = _drive_threshold_bits(layer, bias)
-            if sel is not None:
-                syn, bits = syn.select(sel, weights), bits.index_select(0, sel)
-                weights = syn.weights
-            drive = syn.linear(maps.bf16(), weights, any_layout=True)
-            assert drive.dtype == torch.bfloat16  # (its bits are compared)
-            ok = torch.empty(drive.shape, dtype=torch.bool, device=drive.device)
-            return torch.lt(drive.view(torch.int16), bits, out=ok)
-        threshold = _drive_threshold_bf16(layer, bias)
-        if sel is not None:
-            syn, threshold = syn.select(sel, weights), threshold.index_select(0, sel)
-            weights = syn.weights
-        return _drive_sum_bf16(syn, weights, maps) < threshold
-    dt = sum_dtype(xs[0].device)
-    weights = layer.positive_weight32()
-    threshold = _drive_threshold32(layer, bias)
+        threshold = (_drive_threshold_bits(layer, bias) if bits
+                     else _drive_threshold_bf16(layer, bias))
+    else:
+        weights, threshold = layer.positive_weight32(), _drive_threshold32(layer, bias)
     if sel is not None:
         syn, threshold = syn.select(sel, weights), threshold.index_select(0, sel)
         weights = syn.weights
+    if bits:
+        drive = syn.linear(maps.bf16(), weights, any_layout=True)
+        assert drive.dtype == torch.bfloat16  # (its bits are compared)
+        ok = torch.empty(drive.shape, dtype=torch.bool, device=drive.device)
+        return torch.lt(drive.view(torch.int16), threshold, out=ok)
+    if bf16:
+        return _drive_sum_bf16(syn, weights, maps) < threshold
+    dt = sum_dtype(xs[0].device)
     drive = syn.linear([x.to(dt) for x in maps.f32()], [w.to(dt) for w in weights])
     return drive < threshold
 
