@@ -92,7 +92,7 @@ def _drive_threshold_bf16(layer: PopulationLike, bias: Tensor | None = None) -> 
         gamma = terms * 2.0**-23
         if b.dtype == torch.float32:
             gamma *= 2.0  # b and B themselves are then only float32 (as for float32 sums)
-        wmax = max(float(w.float().max()) if w.numel() else 0.0
+        wmax = max(float(w.max()) if w.numel() else 0.0  # (exact: no float32 copy)
                    for w in layer.positive_weight_bf16())
         absolute = 2.0 * terms * 2.0**-126 * max(1.0, wmax, layer.B_in)
         ub = 2.0**-7

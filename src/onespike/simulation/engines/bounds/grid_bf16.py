@@ -20,7 +20,7 @@ from onespike.simulation.engines.bounds.inputs import (
 from onespike.simulation.engines.bounds.precision import _bf16, _nchw64
 from onespike.simulation.engines.bounds.reads import Reads
 from onespike.simulation.engines.bounds.tents import _tent_sum, _tents
-from onespike.simulation.rounding import bf16_up
+from onespike.simulation.rounding import bf16_up, pieces
 from onespike.simulation.synapses import Synapses, select_rows
 
 if TYPE_CHECKING:
@@ -48,13 +48,19 @@ def _grid_weights_bf16(layer: PopulationLike) -> dict[str, Any]:
             w = a.weight
             wb = w.to(torch.bfloat16)
             signed.append(keep_packed(wb))
-            neg.append(keep_packed(bf16_up(w.neg().clamp_min(0))))
+            neg.append(keep_packed(bf16_up(w, _negative_part)))
             rows = w.shape[0]
-            r = (w.to(f64) - wb.to(f64)).abs_().reshape(rows, -1).sum(dim=1)
-            h = wb.to(f64).abs_().reshape(rows, -1).sum(dim=1)
+            # row sums a few rows at a time (no float64 temporary of the weight's size)
+            r, h = w.new_empty(rows, dtype=f64), w.new_empty(rows, dtype=f64)
+            for s in pieces(rows, w[0].numel() if rows else 0):
+                hat64 = wb[s].to(f64)
+                r[s] = (w[s].to(f64) - hat64).abs_().reshape(hat64.shape[0], -1).sum(dim=1)
+                h[s] = hat64.abs_().reshape(hat64.shape[0], -1).sum(dim=1)
             lo, hat = (r, h) if lo is None or hat is None else (lo + r, hat + h)
             if w.numel():  # max of |W| rounded up = |W|'s max rounded up (monotone rounding)
-                wmax = max(wmax, float(bf16_up(w.abs().amax().reshape(1)).float()))
+                w_lo, w_hi = torch.aminmax(w)
+                top = torch.maximum(w_hi, w_lo.neg()).reshape(1)
+                wmax = max(wmax, float(bf16_up(top).float()))
         return {"signed": signed, "neg": neg, "lo": lo, "hat": hat, "wmax": wmax}
 
     return layer.derived("grid_bf16", make)
@@ -65,7 +71,7 @@ def _grid_abs_bf16(layer: PopulationLike) -> list[Tensor]:
     float64 (:func:`~.grid._wx_pays`); cached per layer apart from :func:`_grid_weights_bf16`, so
     that float64 networks never hold this copy."""
     return layer.derived("grid_bf16_abs", lambda: [
-        keep_packed(bf16_up(a.weight.abs())) for a in layer.synapses.affines])
+        keep_packed(bf16_up(a.weight, torch.abs)) for a in layer.synapses.affines])
 
 
 def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
@@ -183,3 +189,8 @@ def _grid_sums_bf16(layer: PopulationLike, syn: Synapses, inputs: InputMaps,
         wx = _nchw64(reads.sums(syn.linear(inputs.bf16(), w_abs, out_dtype=torch.float32,
                                            any_layout=True))).mul_(scale).add_(absolute)
     return low, None, d64, wx
+
+
+def _negative_part(w: Tensor) -> Tensor:
+    """``|W⁻| = max(−W, 0)``."""
+    return w.neg().clamp_min(0)
