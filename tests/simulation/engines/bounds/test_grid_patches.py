@@ -348,3 +348,68 @@ def test_live_rows_are_scanned_once_per_weight_version() -> None:
         assert synapses._live_rows(a, w) is None
     finally:
         torch.Tensor.ne = real  # type: ignore[method-assign]
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), name=st.sampled_from(MODELS),
+       dtype=st.sampled_from([torch.float64, torch.float32]),
+       form=st.sampled_from(list(FORMS)), per_chunk=st.sampled_from([1, 2]),
+       precision=st.sampled_from(["float32", "bfloat16"]))
+def test_grid_in_chunks_of_samples(seed, name, dtype, form, per_chunk, precision) -> None:
+    """The grid bound on chunks of samples (``GRID_CHUNK_NEURONS``: its maps bounded by a
+    chunk's) uses the batch's grid points and input range in every chunk: each chunk's
+    verdict is sound against the brute-force maximum of f, and it is the verdict of the
+    whole batch, up to the float32 summation order of a convolution of another batch size
+    (as between the forms)."""
+    snn, _ = converted(name, seed % 50, dtype)
+    g = torch.Generator().manual_seed(seed)
+    early = 0
+    for i, layer in enumerate(snn.hidden_layers):
+        n = 4
+        xs = stress_edges(layer, n, seed + i, 3.0, dtype)
+        for x in xs:  # samples unlike each other: the first silent, the third at threshold
+            x[0] = 0.0
+        with torch.no_grad():
+            move_to_threshold(layer, brute_max_f(layer, xs)[2], 1e-4, g, dtype)
+        z = layer.z(xs)
+        truth = brute_max_f(layer, xs)
+        early += int((truth >= 0).sum())
+        x_range = bounds.input_range(xs)
+        pts = bounds.grid_points(xs, layer.B_in)
+        for need in needs(layer, n, seed + i):
+            with grid_form(form):
+                whole = bounds.certify_grid(layer, xs, z, grid=pts, need=need,
+                                            precision=precision, x_range=x_range)
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr(bounds_grid, "GRID_CHUNK_NEURONS",
+                               per_chunk * layer.num_neurons)
+                    chunked = bounds.certify_grid(layer, xs, z, grid=pts, need=need,
+                                                  precision=precision, x_range=x_range)
+            assert not bool((chunked & (truth >= 0)).any()), (name, layer.name, form)
+            diff = int(((whole ^ chunked) & need).sum())
+            assert diff <= 2 + 0.01 * int(need.sum()), (name, layer.name, form, diff)
+    assert early > 0  # some neurons do fire early
+
+
+def test_grid_chunks_bound_its_maps_and_leave_spike_times_alone(monkeypatch) -> None:
+    """With the grid bound forced into one-sample chunks, a simulation gives the same spike
+    times, outputs and early counts (the proofs only decide which neurons walk) — and the
+    chunks really run: each grid call sees at most one sample."""
+    snn, x = converted("resnet_basic", 3)
+    monkeypatch.setattr(common, "GRID_MIN_ELEMENTS", 0)
+    ref = snn.simulate(x)
+    seen: list[int] = []
+    real = bounds_grid._certify_grid
+
+    def spy(layer, xs, z, *args):
+        seen.append(int(z.shape[0]))
+        return real(layer, xs, z, *args)
+
+    monkeypatch.setattr(bounds_grid, "_certify_grid", spy)
+    monkeypatch.setattr(bounds_grid, "GRID_CHUNK_NEURONS", 1)
+    res = snn.simulate(x)
+    assert seen and max(seen) == 1 and len(seen) >= x.shape[0]
+    for a, b in zip(res.spike_times, ref.spike_times):
+        assert torch.equal(a, b)
+    assert torch.equal(res.output, ref.output)
+    assert res.certificate.early == ref.certificate.early

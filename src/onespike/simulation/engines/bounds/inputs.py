@@ -50,6 +50,13 @@ class InputMaps:
                 self._bf16[i] = bf16_map(self.f32()[i])
         return [self._bf16[i] for i in edges]
 
+    def samples(self, part: slice) -> InputMaps:
+        """The maps of the samples ``part`` (views, the copies already made included)."""
+        out = type(self)([x[part] for x in self.xs])
+        out._f32 = None if self._f32 is None else [x[part] for x in self._f32]
+        out._bf16 = {i: t[part] for i, t in self._bf16.items()}
+        return out
+
     def select(self, pick: Callable[[list[Tensor]], list[Tensor]]) -> InputMaps:
         """The maps as selected synapses read them (``pick``: e.g. the input channels of a
         :meth:`~onespike.simulation.synapses.Synapses.select`-ed grouped edge), copies
