@@ -36,7 +36,7 @@ from torch import Tensor
 
 from onespike.simulation.affine import _blocked_mm
 from onespike.simulation.engines.bounds.precision import _f32_down, _gamma, sum_dtype
-from onespike.simulation.rounding import round_up
+from onespike.simulation.rounding import pieces, round_up
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
@@ -77,10 +77,14 @@ def _kernel_sums(layer: PopulationLike, dt: torch.dtype) -> list[Tensor]:
     def make() -> list[Tensor]:
         out = []
         for a in layer.synapses.affines:
-            w = a.weight.clamp_min(0).to(torch.float64)
+            w = a.weight
             c_out, c_group = int(w.shape[0]), int(w.shape[1])
             k = math.prod(w.shape[2:])
-            s = w.reshape(c_out, c_group, k).sum(dim=2)
+            # a few rows at a time: no float64 copy of the whole weight
+            s = w.new_empty((c_out, c_group), dtype=torch.float64)
+            for rows in pieces(c_out, c_group * k):
+                s[rows] = (w[rows].clamp_min(0).to(torch.float64)
+                           .reshape(-1, c_group, k).sum(dim=2))
             s = s * (1.0 + 2.0 * _gamma(k + 1, _unit(torch.float64)))  # ≥ the exact sum
             # block-diagonal over a grouped edge's groups (one block without groups)
             per = c_out // a.groups
