@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from onespike.simulation.ops import weight_fact
+
 __all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "MID_MAP_POSITIONS", "MID_MAP_WIDTH",
            "ROW_BLOCK", "SMALL_MAP_POSITIONS", "Affine", "bf16_map", "keep_packed"]
 
@@ -674,40 +676,67 @@ class Affine:
         (one index sum, one gather). The source is a copy of ``x`` padded with ``fill``
         (``padded``: every entry then lies inside it), or ``x`` itself, where entries in the
         padding point elsewhere (clamped into ``x``) and are replaced by ``fill`` through
-        ``valid`` — no padded copy, a fresh map that can cost more than the gather."""
-        _, h_out, w_out = (int(v) for v in self.out_shape)
-        n_sp = h_out * w_out
+        ``valid`` — no padded copy, a fresh map that can cost more than the gather. The
+        per-position corners and kernel-entry validity come from :meth:`_patch_table`."""
+        n_sp = int(self.out_shape[1]) * int(self.out_shape[2])
+        cg = int(self.weight.shape[1])
         sp, bg = key % n_sp, key // n_sp
-        b, g = bg // self.groups, bg % self.groups
-        top, _, left, _ = self.pad
-        cg, kh, kw = (int(v) for v in self.weight.shape[1:])
-        dev = x.device
-        row0 = (sp // w_out) * self.stride[0] - top  # the patch's corner in x's coordinates
-        col0 = (sp % w_out) * self.stride[1] - left
-        kr = torch.arange(kh, device=dev) * self.dilation[0]
-        kc = torch.arange(kw, device=dev) * self.dilation[1]
-        # valid: the kernel entry lies inside the unpadded input (per position, not channel)
-        rows, cols = row0[:, None] + kr[None, :], col0[:, None] + kc[None, :]
-        inside = (((rows >= 0) & (rows < self.in_shape[1]))[:, :, None]
-                  & ((cols >= 0) & (cols < self.in_shape[2]))[:, None, :])  # (U, kh, kw)
-        valid = inside[:, None].expand(-1, cg, -1, -1).reshape(key.numel(), -1)
         if padded:
             src = F.pad(x, (self.pad[2], self.pad[3], self.pad[0], self.pad[1]), value=fill)
-            row0, col0 = row0 + top, col0 + left
         else:
             src = x.contiguous()
         c_in, h_src, w_src = (int(v) for v in src.shape[1:])
-        base = ((b * c_in + g * cg) * h_src + row0) * w_src + col0
-        ci = torch.arange(cg, device=dev)
-        pattern = ((ci[:, None, None] * h_src + kr[None, :, None]) * w_src + kc[None, None, :]
-                   ).reshape(-1)  # (cg·kh·kw,), the order of weight.reshape(C, -1)
-        offsets = base[:, None] + pattern[None, :]
+        corner, inside, whole, pattern = self._patch_table(padded, h_src, w_src, x.device)
+        # the block of the patch's sample and group: (b·C_in + g·cg) planes of h_src·w_src
+        if self.groups == 1:
+            block = bg * (cg * h_src * w_src)
+        else:
+            block = (bg // self.groups * c_in + bg % self.groups * cg) * (h_src * w_src)
+        offsets = (block + corner[sp])[:, None] + pattern[None, :]
+        kernel = inside.shape[1]
+        # valid: the kernel entry lies inside the unpadded input (per position, not channel)
+        valid = inside[sp][:, None, :].expand(-1, cg, kernel).reshape(key.numel(), -1)
         if not padded:
             offsets.clamp_(0, max(0, src.numel() - 1))
         xs = src.reshape(-1).index_select(0, offsets.reshape(-1)).reshape(offsets.shape)
-        if not padded and not bool(inside.all()):
-            xs = torch.where(valid, xs, torch.full((), fill, dtype=xs.dtype, device=dev))
+        if not padded and not bool(whole[sp].all()):
+            xs = torch.where(valid, xs, torch.full((), fill, dtype=xs.dtype, device=xs.device))
         return xs, valid
+
+    def _patch_table(self, padded: bool, h_src: int, w_src: int, device: torch.device
+                     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per output position ``p``: ``corner[p]``, the offset of its patch's top-left corner
+        in a source plane of ``h_src × w_src`` (padded copy or ``x`` itself: negative where
+        the corner lies in the padding), ``inside[p]`` (kh·kw,) whether each kernel entry
+        lies inside the unpadded input, ``whole[p]`` whether all do; and ``pattern``
+        (cg·kh·kw,), each kernel entry's offset from the corner, in the order of
+        ``weight.reshape(C, -1)``'s columns. Geometry only: kept on the weight
+        (:func:`~onespike.simulation.ops.weight_fact`) for this layout."""
+        name = (f"patch_table:{tuple(self.in_shape)}:{tuple(self.out_shape)}:{self.stride}:"
+                f"{self.pad}:{self.dilation}:{self.groups}:{padded}:{h_src}:{w_src}:{device}")
+
+        def make(w: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            _, h_out, w_out = (int(v) for v in self.out_shape)
+            cg, kh, kw = (int(v) for v in w.shape[1:])
+            top, _, left, _ = self.pad
+            shift_r, shift_c = (0, 0) if padded else (top, left)
+            r = torch.arange(h_out, device=device) * self.stride[0] - top  # unpadded coords
+            c = torch.arange(w_out, device=device) * self.stride[1] - left
+            kr = torch.arange(kh, device=device) * self.dilation[0]
+            kc = torch.arange(kw, device=device) * self.dilation[1]
+            rows, cols = r[:, None] + kr[None, :], c[:, None] + kc[None, :]
+            row_ok = (rows >= 0) & (rows < self.in_shape[1])  # (h_out, kh)
+            col_ok = (cols >= 0) & (cols < self.in_shape[2])  # (w_out, kw)
+            inside = (row_ok[:, None, :, None] & col_ok[None, :, None, :]).reshape(
+                h_out * w_out, kh * kw)
+            corner = ((r + top - shift_r)[:, None] * w_src
+                      + (c + left - shift_c)[None, :]).reshape(-1)
+            ci = torch.arange(cg, device=device)
+            pattern = ((ci[:, None, None] * h_src + kr[None, :, None]) * w_src
+                       + kc[None, None, :]).reshape(-1)
+            return corner, inside, inside.all(dim=1), pattern
+
+        return weight_fact(self.weight, name, make)
 
     def gather(self, x: Tensor, index: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
         """Inputs and weights of selected neurons.
