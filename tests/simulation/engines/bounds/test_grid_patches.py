@@ -391,7 +391,7 @@ def test_grid_in_chunks_of_samples(seed, name, dtype, form, per_chunk, precision
     assert early > 0  # some neurons do fire early
 
 
-def test_grid_chunks_bound_its_maps_and_leave_spike_times_alone(monkeypatch) -> None:
+def test_grid_chunks_leave_spike_times_alone(monkeypatch) -> None:
     """With the grid bound forced into one-sample chunks, a simulation gives the same spike
     times, outputs and early counts (the proofs only decide which neurons walk) — and the
     chunks really run: each grid call sees at most one sample."""
