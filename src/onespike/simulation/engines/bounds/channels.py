@@ -82,8 +82,8 @@ def _kernel_sums(layer: PopulationLike, dt: torch.dtype) -> list[Tensor]:
             k = math.prod(w.shape[2:])
             # a few rows at a time: no float64 copy of the whole weight
             s = w.new_empty((c_out, c_group), dtype=torch.float64)
-            for rows in pieces(c_out, c_group * k):
-                s[rows] = (w[rows].clamp_min(0).to(torch.float64)
+            for part in pieces(c_out, c_group * k):
+                s[part] = (w[part].clamp_min(0).to(torch.float64)
                            .reshape(-1, c_group, k).sum(dim=2))
             s = s * (1.0 + 2.0 * _gamma(k + 1, _unit(torch.float64)))  # ≥ the exact sum
             # block-diagonal over a grouped edge's groups (one block without groups)
