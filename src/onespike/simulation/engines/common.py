@@ -17,6 +17,7 @@ from onespike.simulation.engines.bounds import (
     grid_stages,
     input_range,
 )
+from onespike.simulation.engines.bounds.precision import _gamma
 from onespike.simulation.engines.crossing import first_crossing_sorted
 from onespike.simulation.engines.ordering import argsort_descending
 from onespike.simulation.engines.step import PopulationStep
@@ -62,6 +63,10 @@ GRID_STAGES: tuple[tuple[tuple[float, ...], str], ...] = (
 BF16_STAGE_MIN_ELEMENTS = 1 << 18
 # Elements gathered per chunk of the exact path (M × fan-in); bounds its memory.
 GATHER_ELEMENTS = 1 << 21
+# The exact walk of neurons the drive bound left without a grid stage tries the float64 drive
+# condition on their gathered inputs first (exact_values' drive_first): LeNet-5 at batch 64,
+# its first layer's 11 such neurons all proven (tests switch it off to compare).
+DRIVE_FIRST = True
 
 
 def exact_values(
@@ -71,6 +76,7 @@ def exact_values(
     gain: Tensor | None = None,
     *,
     early_only: bool = False,
+    drive_first: bool = False,
 ) -> Tensor:
     """Exact ``t_max − t`` of the neurons at flat ``index`` (into (B, *out_shape)) by walking
     their piecewise-linear trajectory (:func:`first_crossing_sorted`), in memory-bounded
@@ -83,7 +89,13 @@ def exact_values(
     returned for the others, whose crossing is then the closed form. Otherwise NaN marks the
     neurons whose crossing the closed form gives as well (after ``t_min``, once their inputs
     have arrived: :func:`first_crossing_sorted`'s ``closed_after``), so that a neuron's
-    value never depends on whether its batch has late inputs or a certificate covered it."""
+    value never depends on whether its batch has late inputs or a certificate covered it.
+
+    ``drive_first`` (with ``early_only``, unperturbed): a chunk whose neurons all satisfy the
+    drive condition in float64 on their own gathered inputs (:func:`_drive_proves_all`) is
+    returned as NaN without its walk — the walk's own answer for them — at the cost of one
+    product of the gathered rows (for neurons the low-precision drive bound left by its
+    rounding margin alone, e.g. LeNet-5's first layer)."""
     syn = layer.synapses
     x0 = xs[0]
     out = torch.empty(index.numel(), dtype=x0.dtype, device=x0.device)
@@ -100,6 +112,13 @@ def exact_values(
         sel = perm[s : s + step]
         keys, inverse = torch.unique_consecutive(key_sorted[s : s + step], return_inverse=True)
         vals, valid = syn.patches(xs, keys)
+        w_rows = syn.weight_rows(row[sel])
+        pos = index[sel] % n_out
+        if (drive_first and early_only and gain is None
+                and _drive_proves_all(layer, vals.index_select(0, inverse), w_rows,
+                                      bias_flat[pos])):
+            out[sel] = float("nan")  # none crosses before t_min: the closed form holds
+            continue
         order = argsort_descending(vals)
         x_sorted = torch.gather(vals, 1, order)
         if early_only:  # inputs with x ≤ 0 act only from t_min on: leave them out
@@ -108,9 +127,8 @@ def exact_values(
         # rows per neuron: index_select (several times faster than [inverse] on CPU)
         order_n = order.index_select(0, inverse)
         mask = torch.gather(valid, 1, order).index_select(0, inverse)
-        ws = torch.gather(syn.weight_rows(row[sel]), 1, order_n)
+        ws = torch.gather(w_rows, 1, order_n)
         ws = torch.where(mask, ws, torch.zeros((), dtype=ws.dtype, device=ws.device))
-        pos = index[sel] % n_out
         b, leak = bias_flat[pos], 1.0 - s_flat[pos]
         if gain is not None:
             b, leak = _perturbed(b, s_flat[pos], gain.reshape(-1)[pos], layer.B_in)
@@ -119,6 +137,25 @@ def exact_values(
                                   closed_after=not early_only)
         out[sel] = layer.B + u
     return out
+
+
+def _drive_proves_all(layer: PopulationLike, x: Tensor, w: Tensor, b: Tensor) -> bool:
+    """Whether ``b_i + Σ_j W⁺_ij x_j⁺ < B`` (the drive condition, docs/method.md §7: no
+    crossing before ``t_min`` for inputs in ``[0, B_in]``) holds for every row of the
+    gathered inputs ``x`` and weights ``w`` (M, K; padding entries hold ``x = 0``) with
+    biases ``b`` (M,). The sum ``d̂`` runs in float64: each product is exact for float32
+    operands and within ``2⁻⁵³`` relative for float64 ones, and a sum of ``K`` non-negative
+    terms in any order is within ``γ_K`` — so ``d ≤ d̂(1 + γ_{K+1}) + K·2⁻¹⁰⁷⁴`` (the last
+    term for products that underflow). ``d̂ < T`` with ``T = (B − b − K·2⁻¹⁰⁷⁴)/(1 + γ_{K+1})``
+    computed in float64 and lowered by ``(1 − 2⁻⁵⁰)`` (its three roundings) then proves
+    ``b + d < B``. A NaN input fails the comparison."""
+    f64 = torch.float64
+    k = int(x.shape[1])
+    d = (w.clamp_min(0).to(f64) * x.clamp_min(0).to(f64)).sum(dim=1)
+    absolute = k * 2.0**-1074
+    gamma = _gamma(k + 1, 2.0**-53)
+    t = (layer.B - b.to(f64) - absolute) / (1.0 + gamma) * (1.0 - 2.0**-50)
+    return bool((d < t).all())
 
 
 def _perturbed(b: Tensor, S: Tensor, gain: Tensor, B_in: float) -> tuple[Tensor, Tensor]:
@@ -162,6 +199,7 @@ def model_a_step(
     else:
         maps = InputMaps(xs)
         ok = certify_drive(layer, xs, maps=maps)
+    grid_ran = False
     if not late:
         missed = ok.numel() - count_true(ok)
         if (missed > GRID_MIN_FRACTION * ok.numel()
@@ -180,6 +218,7 @@ def model_a_step(
                 grid_ok = certify_grid(layer, xs, z, bias=bias, leak=leak, grid=grid,
                                        need=need, precision=precision, x_range=x_range,
                                        maps=maps)
+                grid_ran = True
                 ok |= grid_ok if leak is None else grid_ok & (leak > 0)
     del maps  # freed before the exact walk
     if gain is not None:
@@ -199,7 +238,10 @@ def model_a_step(
     if not any_true(missing):
         return PopulationStep(values, _zeros(values), sat, _zeros(values), finite)
     index = true_index(missing)
-    exact = exact_values(layer, xs, index, gain, early_only=not late)
+    # neurons straight from the drive bound (no grid stage ran) may have been left by its
+    # low-precision rounding margin alone: a float64 drive on their gathered inputs first
+    exact = exact_values(layer, xs, index, gain, early_only=not late,
+                         drive_first=DRIVE_FIRST and not grid_ran)
     # NaN: the crossing is after t_min with every input arrived, so the closed form holds
     exact = torch.where(torch.isnan(exact), values.reshape(-1)[index], exact)
     if use_exact:  # values is this step's own map (z, consumed, or a new one): no copy
