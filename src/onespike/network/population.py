@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from onespike.errors import ArgumentError, UnavailableAttributeError
 from onespike.simulation.affine import Affine, keep_packed
 from onespike.simulation.neurons import NEURON_MODELS, NeuronModel, get_neuron
+from onespike.simulation.ops import positive_float32, positive_part
 from onespike.simulation.rounding import bf16_up, in_pieces
 from onespike.simulation.routing import MaxPoolRoute, Route, SliceRoute
 from onespike.simulation.synapses import Synapses
@@ -250,14 +251,14 @@ class Population(nn.Module):
     def positive_weight32(self) -> list[Tensor]:
         """``max(W_e, 0)`` in float32 per edge (cached), for the drive certificate."""
         return self.derived("wpos32", lambda: [
-            in_pieces(self.edge_weight(i), _positive32, torch.float32)
+            in_pieces(self.edge_weight(i), positive_float32, torch.float32)
             for i in range(len(self.edges))])
 
     def positive_weight_bf16(self) -> list[Tensor]:
         """``max(W_e, 0)`` rounded *up* to bfloat16 per edge (cached; every entry ≥ the exact
         weight), for the bfloat16 drive certificate."""
         return self.derived("wpos_bf16", lambda: [
-            keep_packed(bf16_up(self.edge_weight(i), _positive))
+            keep_packed(bf16_up(self.edge_weight(i), positive_part))
             for i in range(len(self.synapses.affines))])
 
     @property
@@ -299,11 +300,3 @@ class Population(nn.Module):
 
 #: The name of populations in the chain-only releases.
 SpikingLayer = Population
-
-
-def _positive(w: Tensor) -> Tensor:
-    return w.clamp_min(0)
-
-
-def _positive32(w: Tensor) -> Tensor:
-    return w.clamp_min(0).to(torch.float32)

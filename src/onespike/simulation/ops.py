@@ -8,7 +8,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
-__all__ = ["clamped", "positive_part", "rsub", "weight_fact"]
+__all__ = ["clamped", "positive_float32", "positive_part", "rsub", "weight_fact"]
 
 _T = TypeVar("_T")
 
@@ -38,6 +38,15 @@ def clamped(x: Tensor, low: float | None = None, high: float | None = None) -> T
 def positive_part(x: Tensor) -> Tensor:
     """``max(x, 0)`` by :func:`clamped`: ``x`` itself when no entry is negative."""
     return clamped(x, low=0.0)
+
+
+def positive_float32(x: Tensor) -> Tensor:
+    """``max(x, 0)`` rounded to float32 (the same values either way round: rounding is
+    monotone and keeps 0): a converted copy is clamped in place (one fresh map, not two); a
+    float32 ``x`` — which ``x.to`` returns itself — goes through :func:`positive_part`
+    (itself when no entry is negative; ``x`` is never written)."""
+    x32 = x.to(torch.float32)
+    return x32.clamp_min_(0.0) if x32 is not x else positive_part(x)
 
 
 def weight_fact(w: Tensor, name: str, compute: Callable[[Tensor], _T]) -> _T:

@@ -19,6 +19,7 @@ from tests.simulation.engines.bounds.test_bounds import (
 from tests.simulation.engines.bounds.test_drive_bf16 import exact_drive, place_biases
 
 from onespike.simulation.engines import common
+from onespike.simulation.engines.bounds.drive import drive_holds
 
 
 def _walk(layer, x: torch.Tensor, drive_first: bool) -> torch.Tensor:
@@ -87,12 +88,12 @@ def test_drive_check_refuses_the_threshold_and_nan(dtype) -> None:
     w = torch.full((3, k), 0.25, dtype=dtype)
     x = torch.full((3, k), 0.5, dtype=dtype)  # d = 1 exactly
     b = torch.tensor([B - 1.0, B - 1.0 - 1e-9 * B, B - 1.0 - 1e-3 * B], dtype=torch.float64)
-    assert not common._drive_proves_all(layer, x[:1], w[:1], b[:1].to(dtype))  # b + d = B
-    assert common._drive_proves_all(layer, x[2:], w[2:], b[2:].to(dtype))
+    assert not drive_holds(layer, x[:1], w[:1], b[:1].to(dtype))  # b + d = B
+    assert drive_holds(layer, x[2:], w[2:], b[2:].to(dtype))
     x_nan = x.clone()
     x_nan[2, 0] = float("nan")
-    assert not common._drive_proves_all(layer, x_nan[2:], w[2:], b[2:].to(dtype))
+    assert not drive_holds(layer, x_nan[2:], w[2:], b[2:].to(dtype))
     # negative weights do not count, whatever their inputs
     w_mixed = w.clone()
     w_mixed[2, :4] = -5.0
-    assert common._drive_proves_all(layer, x[2:], w_mixed[2:], b[2:].to(dtype))
+    assert drive_holds(layer, x[2:], w_mixed[2:], b[2:].to(dtype))

@@ -17,7 +17,7 @@ from onespike.simulation.engines.bounds import (
     grid_stages,
     input_range,
 )
-from onespike.simulation.engines.bounds.precision import _gamma
+from onespike.simulation.engines.bounds.drive import drive_holds
 from onespike.simulation.engines.crossing import first_crossing_sorted
 from onespike.simulation.engines.ordering import argsort_descending
 from onespike.simulation.engines.step import PopulationStep
@@ -92,7 +92,7 @@ def exact_values(
     value never depends on whether its batch has late inputs or a certificate covered it.
 
     ``drive_first`` (with ``early_only``, unperturbed): a chunk whose neurons all satisfy the
-    drive condition in float64 on their own gathered inputs (:func:`_drive_proves_all`) is
+    drive condition in float64 on their own gathered inputs (:func:`~.bounds.drive.drive_holds`) is
     returned as NaN without its walk — the walk's own answer for them — at the cost of one
     product of the gathered rows (for neurons the low-precision drive bound left by its
     rounding margin alone, e.g. LeNet-5's first layer)."""
@@ -115,8 +115,8 @@ def exact_values(
         w_rows = syn.weight_rows(row[sel])
         pos = index[sel] % n_out
         if (drive_first and early_only and gain is None
-                and _drive_proves_all(layer, vals.index_select(0, inverse), w_rows,
-                                      bias_flat[pos])):
+                and drive_holds(layer, vals.index_select(0, inverse), w_rows,
+                                bias_flat[pos])):
             out[sel] = float("nan")  # none crosses before t_min: the closed form holds
             continue
         order = argsort_descending(vals)
@@ -137,25 +137,6 @@ def exact_values(
                                   closed_after=not early_only)
         out[sel] = layer.B + u
     return out
-
-
-def _drive_proves_all(layer: PopulationLike, x: Tensor, w: Tensor, b: Tensor) -> bool:
-    """Whether ``b_i + Σ_j W⁺_ij x_j⁺ < B`` (the drive condition, docs/method.md §7: no
-    crossing before ``t_min`` for inputs in ``[0, B_in]``) holds for every row of the
-    gathered inputs ``x`` and weights ``w`` (M, K; padding entries hold ``x = 0``) with
-    biases ``b`` (M,). The sum ``d̂`` runs in float64: each product is exact for float32
-    operands and within ``2⁻⁵³`` relative for float64 ones, and a sum of ``K`` non-negative
-    terms in any order is within ``γ_K`` — so ``d ≤ d̂(1 + γ_{K+1}) + K·2⁻¹⁰⁷⁴`` (the last
-    term for products that underflow). ``d̂ < T`` with ``T = (B − b − K·2⁻¹⁰⁷⁴)/(1 + γ_{K+1})``
-    computed in float64 and lowered by ``(1 − 2⁻⁵⁰)`` (its three roundings) then proves
-    ``b + d < B``. A NaN input fails the comparison."""
-    f64 = torch.float64
-    k = int(x.shape[1])
-    d = (w.clamp_min(0).to(f64) * x.clamp_min(0).to(f64)).sum(dim=1)
-    absolute = k * 2.0**-1074
-    gamma = _gamma(k + 1, 2.0**-53)
-    t = (layer.B - b.to(f64) - absolute) / (1.0 + gamma) * (1.0 - 2.0**-50)
-    return bool((d < t).all())
 
 
 def _perturbed(b: Tensor, S: Tensor, gain: Tensor, B_in: float) -> tuple[Tensor, Tensor]:

@@ -401,9 +401,9 @@ def test_grid_chunks_leave_spike_times_alone(monkeypatch) -> None:
     seen: list[int] = []
     real = bounds_grid._certify_grid
 
-    def spy(layer, xs, z, *args):
+    def spy(layer, z, *args):
         seen.append(int(z.shape[0]))
-        return real(layer, xs, z, *args)
+        return real(layer, z, *args)
 
     monkeypatch.setattr(bounds_grid, "_certify_grid", spy)
     monkeypatch.setattr(bounds_grid, "GRID_CHUNK_NEURONS", 1)

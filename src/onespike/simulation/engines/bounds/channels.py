@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["proven_planes"]
 
 
-
 def _unit(dt: torch.dtype) -> float:
     """Unit roundoff of ``dt`` (round to nearest)."""
     return torch.finfo(dt).eps / 2

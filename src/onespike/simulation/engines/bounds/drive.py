@@ -19,7 +19,7 @@ from onespike.simulation.engines.bounds.inputs import (
     _scale_term,
 )
 from onespike.simulation.engines.bounds.late import certify_late
-from onespike.simulation.engines.bounds.precision import _U32, _f32_down, sum_dtype
+from onespike.simulation.engines.bounds.precision import _U32, _f32_down, _gamma, sum_dtype
 from onespike.simulation.masks import any_true, count_true, true_index
 from onespike.simulation.rounding import bf16_up
 from onespike.simulation.synapses import Synapses
@@ -240,6 +240,26 @@ def _drive_sum_bf16(syn: Synapses, weights: list[Tensor], maps: InputMaps) -> Te
         drive = x * w if drive is None else drive.addcmul_(x, w)
     assert drive is not None
     return drive
+
+
+def drive_holds(layer: PopulationLike, x: Tensor, w: Tensor, b: Tensor) -> bool:
+    """The drive condition of :func:`certify_drive` on gathered rows, in float64: whether
+    ``b_i + Σ_j W⁺_ij x_j⁺ < B`` (no crossing before ``t_min`` for inputs in ``[0, B_in]``)
+    holds for every row of the gathered inputs ``x`` and weights ``w`` (M, K; padding
+    entries hold ``x = 0``) with biases ``b`` (M,). The sum ``d̂`` runs in float64: each
+    product is exact for float32 operands and within ``2⁻⁵³`` relative for float64 ones,
+    and a sum of ``K`` non-negative terms in any order is within ``γ_K`` — so ``d ≤
+    d̂(1 + γ_{K+1}) + K·2⁻¹⁰⁷⁴`` (the last term for products that underflow). ``d̂ < T``
+    with ``T = (B − b − K·2⁻¹⁰⁷⁴)/(1 + γ_{K+1})`` computed in float64 and lowered by
+    ``(1 − 2⁻⁵⁰)`` (its three roundings) then proves ``b + d < B``. A NaN input fails the
+    comparison."""
+    f64 = torch.float64
+    k = int(x.shape[1])
+    d = (w.clamp_min(0).to(f64) * x.clamp_min(0).to(f64)).sum(dim=1)
+    absolute = k * 2.0**-1074
+    gamma = _gamma(k + 1, 2.0**-53)
+    t = (layer.B - b.to(f64) - absolute) / (1.0 + gamma) * (1.0 - 2.0**-50)
+    return bool((d < t).all())
 
 
 def certify_model_a(

@@ -126,25 +126,24 @@ def certify_grid(
     bsz = z.shape[0]
     step = max(1, GRID_CHUNK_NEURONS // max(1, layer.num_neurons))
     if bsz <= step:
-        return _certify_grid(layer, xs, z, maps, b, lk, sigma, pts, need, precision, x_max,
-                             u_end)
+        return _certify_grid(layer, z, maps, b, lk, sigma, pts, need, precision, x_max, u_end)
     ok = torch.empty(z.shape, dtype=torch.bool, device=z.device)
     for s in range(0, bsz, step):
         part = slice(s, min(bsz, s + step))
-        ok[part] = _certify_grid(layer, [x[part] for x in xs], z[part], maps.samples(part),
-                                 b, lk, sigma, pts, None if need is None else need[part],
-                                 precision, x_max, u_end)
+        ok[part] = _certify_grid(layer, z[part], maps.samples(part), b, lk, sigma, pts,
+                                 None if need is None else need[part], precision, x_max, u_end)
     return ok
 
 
-def _certify_grid(layer: PopulationLike, xs: list[Tensor], z: Tensor, maps: InputMaps,
-                  b: Tensor, lk: Tensor, sigma: Tensor, pts: list[float], need: Tensor | None,
-                  precision: str, x_max: float, u_end: float) -> Tensor:
-    """:func:`certify_grid` on the samples of ``xs`` (its arguments checked; ``b``, ``lk``,
+def _certify_grid(layer: PopulationLike, z: Tensor, maps: InputMaps, b: Tensor, lk: Tensor,
+                  sigma: Tensor, pts: list[float], need: Tensor | None, precision: str,
+                  x_max: float, u_end: float) -> Tensor:
+    """:func:`certify_grid` on the samples of ``maps`` (its arguments checked; ``b``, ``lk``,
     ``sigma``: the bias, leak and ``S + leak`` it uses; ``x_max``: the largest input of the
     whole batch, whose grid points and range every chunk shares — the bound of a sample with
     smaller inputs holds as well, with the same margins; ``u_end``: the end of the interval
     proven, ``max(B_in, x_max)``)."""
+    xs = maps.xs
     syn = layer.synapses
     a = _abs_row_sum(layer)
     c_out = layer.out_shape[0]

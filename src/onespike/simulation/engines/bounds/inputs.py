@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from onespike.simulation.affine import Affine, bf16_map
-from onespike.simulation.ops import positive_part
+from onespike.simulation.ops import positive_float32
 from onespike.simulation.synapses import Synapses
 
 
@@ -35,7 +35,7 @@ class InputMaps:
     def f32(self) -> list[Tensor]:
         """``max(x, 0)`` rounded to float32, per edge."""
         if self._f32 is None:
-            self._f32 = [_positive32(x) for x in self.xs]
+            self._f32 = [positive_float32(x) for x in self.xs]
         return self._f32
 
     def bf16(self) -> list[Tensor]:
@@ -66,15 +66,6 @@ class InputMaps:
         if len(self._bf16) == len(self.xs):  # (pick takes every edge)
             out._bf16 = dict(enumerate(pick(self.bf16())))
         return out
-
-
-def _positive32(x: Tensor) -> Tensor:
-    """``max(x, 0)`` rounded to float32 (the same values either way round: rounding is
-    monotone and keeps 0): a converted copy is clamped in place (one fresh map, not two); a
-    float32 ``x`` — which ``x.to`` returns itself — goes through :func:`positive_part`
-    (itself when no entry is negative; the input is never written)."""
-    x32 = x.to(torch.float32)
-    return x32.clamp_min_(0.0) if x32 is not x else positive_part(x)
 
 
 def input_range(xs: Sequence[Tensor]) -> tuple[float, float]:
