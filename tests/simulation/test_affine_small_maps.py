@@ -1,8 +1,10 @@
 """float64 CPU convolutions with small output maps run as one matrix product per sample
-(:func:`affine._conv_per_sample_mm`), Linear edges as fixed blocks of rows: every sample's
-values are bit for bit the same whatever batch it is computed in (alone, at any offset, in any
-chunk, at one or two threads), within the float64 rounding of the fan-in sum of
-``F.conv2d``'s; other geometries and dtypes keep their paths."""
+(:func:`affine._conv_per_sample_mm`) where that pays (``SMALL_MAPS_AS_ROWS``: set here for
+every test, whatever this CPU), else PyTorch's convolution in sample chunks; Linear edges as
+fixed blocks of rows: every sample's values are bit for bit the same whatever batch it is
+computed in (alone, at any offset, in any chunk, at one or two threads), within the float64
+rounding of the fan-in sum of ``F.conv2d``'s; other geometries and dtypes keep their
+paths."""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ from hypothesis import strategies as st
 
 from onespike.simulation import affine
 from onespike.simulation.affine import Affine
+
+
+@pytest.fixture(autouse=True)
+def _rows_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(affine, "SMALL_MAPS_AS_ROWS", True)
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int, pad: tuple[int, int, int, int],
@@ -39,11 +46,13 @@ def _reference(a: Affine, x: torch.Tensor) -> torch.Tensor:
        stride=st.integers(1, 3), pad=st.tuples(*[st.integers(0, 2)] * 4),
        dilation=st.integers(1, 2), h=st.integers(1, 6), w=st.integers(1, 6),
        batch=st.integers(1, 41), column_bytes=st.sampled_from([1, 5_000, 8 << 20]),
-       seed=st.integers(0, 1000))
+       seed=st.integers(0, 1000), as_rows=st.booleans())
 def test_small_maps_are_batch_invariant_and_within_rounding(
         c_in: int, c_out: int, k: int, stride: int, pad: tuple[int, int, int, int],
         dilation: int, h: int, w: int, batch: int, column_bytes: int, seed: int,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        as_rows: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Either form (``as_rows``: the per-sample products, else the chunked convolution)."""
+    monkeypatch.setattr(affine, "SMALL_MAPS_AS_ROWS", as_rows)
     span = dilation * (k - 1) + 1
     if h + pad[0] + pad[1] < span or w + pad[2] + pad[3] < span:
         return  # no output position
@@ -54,7 +63,7 @@ def test_small_maps_are_batch_invariant_and_within_rounding(
     wide = affine.MID_MAP_WIDTH * positions
     small = positions <= affine.SMALL_MAP_POSITIONS or (
         positions <= affine.MID_MAP_POSITIONS and c_out >= wide and c_in * k * k >= wide)
-    assert affine._small_map_conv(x, a.weight, 2, 1, positions) == small
+    assert affine._small_map_conv(x, a.weight, 2, 1, positions) == (small and as_rows)
     if not small or a.is_channel_scale:
         return  # (a per-channel scale is one product per output: its own path)
     monkeypatch.setattr(affine, "COLUMN_BYTES", column_bytes)  # unfolded in chunks
@@ -77,7 +86,7 @@ def test_small_maps_are_batch_invariant_and_within_rounding(
             assert torch.equal(a.linear(x[s:], rows_invariant=True), full[s:])
     finally:
         torch.set_num_threads(threads)
-    assert calls
+    assert bool(calls) == as_rows
     want = _reference(a, x)
     # |fl(Σ) − Σ| ≤ γ_K Σ |w||x| (any order), for this sum and for F.conv2d's
     k_terms = c_in * k * k
@@ -87,10 +96,13 @@ def test_small_maps_are_batch_invariant_and_within_rounding(
     assert bool(((full - want).abs() <= bound + 1e-300).all())
 
 
-def test_vgg_sized_layer_keeps_each_sample_apart_from_its_batch() -> None:
-    """A VGG-16 2×2 layer (512 → 512 channels): 4 positions per sample, 4 samples per
-    product; batch 70 = 17 full products and a padded one. Its 4×4 layer: one sample per
-    product."""
+@pytest.mark.parametrize("as_rows", [True, False])
+def test_vgg_sized_layer_keeps_each_sample_apart_from_its_batch(
+        as_rows: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VGG-16 2×2 layer (512 → 512 channels) and its 4×4 layer, as per-sample products or
+    as the chunked convolution (batch 70: several chunks at one or two threads, the last
+    one short)."""
+    monkeypatch.setattr(affine, "SMALL_MAPS_AS_ROWS", as_rows)
     torch.manual_seed(0)
     a = _conv(512, 512, 3, 1, (1, 1, 1, 1), 1, 2, 2)
     x = torch.rand(70, 512, 2, 2, dtype=torch.float64)

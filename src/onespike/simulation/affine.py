@@ -11,6 +11,7 @@ position (docs/method.md §5), so it is stored per position for every layer.
 from __future__ import annotations
 
 import math
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +22,8 @@ from torch import Tensor
 from onespike.simulation.ops import weight_fact
 
 __all__ = ["COLUMN_BYTES", "GEMM_MAX_POSITIONS", "MID_MAP_POSITIONS", "MID_MAP_WIDTH",
-           "ROW_BLOCK", "SMALL_MAP_POSITIONS", "Affine", "bf16_map", "keep_packed"]
+           "ROW_BLOCK", "SMALL_MAPS_AS_ROWS", "SMALL_MAP_POSITIONS", "Affine", "bf16_map",
+           "keep_packed"]
 
 #: Rows per matrix product of a batch-invariant Linear edge (:meth:`Affine.linear`): every
 #: product has this shape, whatever the batch (more rows are faster at large batches, fewer
@@ -207,12 +209,43 @@ MID_MAP_POSITIONS = 64
 MID_MAP_WIDTH = 4
 
 
+def _intel_cpu() -> bool:
+    """Whether the CPU is an Intel one: Linux's ``vendor_id`` (``/proc/cpuinfo``), else
+    ``platform.processor()`` (which names the vendor on Windows); False where neither tells."""
+    text = ""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    text = line
+                    break
+    except OSError:
+        pass
+    if not text:
+        text = platform.processor()
+    return "GenuineIntel" in text
+
+
+#: Whether small float64 maps run as :func:`_conv_per_sample_mm` at all: where MKL's float64
+#: product with few columns is slow — measured on an AMD EPYC (see
+#: :data:`MID_MAP_POSITIONS` and :func:`_conv_per_sample_mm`) — not on Intel CPUs, where
+#: PyTorch's own convolution (in sample chunks: :func:`_conv_in_chunks`) is two to three
+#: times faster (an Intel Xeon, Ice Lake, one thread, per-sample products against the
+#: chunked convolution: VGG-16's 2×2 layers 3.9 → 1.6 ms at batch 1 and 231–268 → 83–86
+#: ms at batch 64, its 4×4 layers 4.9–5.1 → 2.0–2.1 and 294–306 → 105–111 ms, its 8×8
+#: layers 2.8–2.9 → 1.3–1.4 and 173–175 → 87–89 ms). Either form computes every sample
+#: alone, so a sample's values do not depend on its batch or chunk on a given CPU.
+SMALL_MAPS_AS_ROWS = not _intel_cpu()
+
+
 def _small_map_conv(x: Tensor, w: Tensor, dims: int, groups: int, out_positions: int) -> bool:
-    """Whether a convolution runs as :func:`_conv_per_sample_mm`: float64 on the CPU, 2-d, no
+    """Whether a convolution runs as :func:`_conv_per_sample_mm`: where that pays
+    (:data:`SMALL_MAPS_AS_ROWS`), float64 on the CPU, 2-d, no
     groups, no autograd, at most :data:`SMALL_MAP_POSITIONS` output positions per sample —
     or at most :data:`MID_MAP_POSITIONS` with at least :data:`MID_MAP_WIDTH` times as many
     output channels and fan-in terms (VGG-16's and ResNet-18's 256-channel 8×8 layers)."""
-    if not (_float64_cpu_no_grad(x, w) and w.dtype == torch.float64 and dims == 2
+    if not (SMALL_MAPS_AS_ROWS and _float64_cpu_no_grad(x, w) and w.dtype == torch.float64
+            and dims == 2
             and groups == 1 and out_positions > 0):
         return False
     if out_positions <= SMALL_MAP_POSITIONS:

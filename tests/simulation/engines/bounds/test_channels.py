@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.helpers.bf16 import SETTINGS
+from tests.helpers.bf16 import SETTINGS, bf16_anywhere
 from tests.helpers.dag_nets import ZOO
 from tests.simulation.engines.bounds.test_bounds import converted_layers, stress_inputs
 from tests.simulation.engines.bounds.test_drive_bf16 import exact_multi_drive
@@ -198,6 +198,7 @@ def test_drive_with_channel_bound_proves_more_and_convolves_fewer_channels(
     others, proves every neuron it proves without the bound, and never a neuron at or
     above the threshold (biases per neuron within 1e-6·B of it, half above)."""
     monkeypatch.setattr(drive, "BF16_DRIVE", bf16)
+    bf16_anywhere(monkeypatch, bf16)
     monkeypatch.setattr(drive, "CHANNEL_MIN_MACS", 0)  # (these populations are small)
     selected = []
     real = Synapses.select

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from tests.helpers.bf16 import NATIVE_BF16_ONLY, SETTINGS
+from tests.helpers.bf16 import BF16_ONLY, SETTINGS
 from tests.helpers.gemm import gemm_everywhere
 from tests.helpers.nets import random_cnn
 from tests.helpers.patching import patch_package
@@ -26,7 +26,7 @@ from onespike.simulation.engines import bounds
 from onespike.simulation.engines.bounds.drive import _drive_threshold_bf16, int16_threshold
 from onespike.simulation.synapses import Synapses
 
-pytestmark = NATIVE_BF16_ONLY
+pytestmark = BF16_ONLY
 
 
 def conv_layers(seed: int, dtype: torch.dtype) -> list[SpikingLayer]:

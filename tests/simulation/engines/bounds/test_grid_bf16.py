@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from tests.helpers.bf16 import NATIVE_BF16_ONLY, SETTINGS
+from tests.helpers.bf16 import BF16_ONLY, SETTINGS
 from tests.helpers.gemm import gemm_everywhere
 from tests.helpers.patching import patch_package
 from tests.simulation.engines.bounds.test_bounds import (
@@ -43,7 +43,7 @@ from onespike.simulation.engines.bounds.inputs import _scale_term
 from onespike.simulation.engines.bounds.precision import _bf16, _f32, _nchw64
 from onespike.simulation.engines.bounds.reads import Reads
 
-pytestmark = NATIVE_BF16_ONLY
+pytestmark = BF16_ONLY
 
 
 def conv_layers(seed: int, dtype: torch.dtype = torch.float64) -> list[SpikingLayer]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.helpers.bf16 import bf16_anywhere
 from tests.helpers.patching import patch_package
 from torch import nn
 
@@ -57,6 +58,7 @@ def test_certificates_leave_their_inputs_alone(dtype: torch.dtype, bf16: bool,
     read after them: they never write into them (a float32 map's ``.to(float32)`` is the
     map itself, so an in-place clamp there would erase the late inputs)."""
     patch_package(monkeypatch, bounds, "BF16_DRIVE", bf16)
+    bf16_anywhere(monkeypatch, bf16)
     model = conv_net()
     snn = onespike.convert(model, torch.rand(8, 1, 8, 8), progress=False, dtype=dtype)
     g = torch.Generator().manual_seed(1)

@@ -31,24 +31,49 @@ if TYPE_CHECKING:
 #: Let :func:`certify_drive` sum in bfloat16 where :func:`bf16_drive_available` (tests switch
 #: it off to compare both paths).
 BF16_DRIVE = True
+#: ... also on CPUs without bfloat16 instructions, where oneDNN emulates them with AVX-512
+#: float32 arithmetic (:func:`_bf16_conv_supported` but not :func:`_bf16_instructions`):
+#: the same arithmetic — bfloat16 operands widened exactly, float32 accumulation — but
+#: slower than the float32 forms there (an Intel Xeon, Ice Lake, one thread, whole calls:
+#: VGG-16 32×32 in float32 at batch 64 2.52 → 1.72 s, in float64 at batch 1 133 → 108 ms
+#: and at batch 64 4.38 → 3.17 s without it). Off; tests switch it on to check the bfloat16
+#: forms on any CPU where oneDNN runs them.
+BF16_EMULATED = False
 
 
 def bf16_drive_available(layer: PopulationLike, device: torch.device) -> bool:
     """Whether :func:`certify_drive` may sum in bfloat16: enabled (:data:`BF16_DRIVE`), a CPU
-    whose oneDNN has native bfloat16 convolutions (AVX512-BF16/AMX: several times faster
-    than float32 there), and only convolution edges (oneDNN's direct convolution multiplies
+    with bfloat16 instructions (AVX512-BF16 or AMX: several times faster than float32
+    there; elsewhere only with :data:`BF16_EMULATED`) whose oneDNN runs bfloat16
+    convolutions, and only convolution edges (oneDNN's direct convolution multiplies
     bfloat16 pairs exactly and accumulates in float32; CPU bfloat16 matrix products have had
     other accumulation paths, so Linear layers keep float32)."""
-    if not BF16_DRIVE or device.type != "cpu" or not _bf16_conv_native():
+    if not BF16_DRIVE or device.type != "cpu" or not _bf16_conv_supported():
+        return False
+    if not (BF16_EMULATED or _bf16_instructions()):
         return False
     return all(a.kind == "conv" for a in layer.synapses.affines)
 
 
 @functools.cache
-def _bf16_conv_native() -> bool:
+def _bf16_conv_supported() -> bool:
+    """Whether oneDNN runs bfloat16 convolutions on this CPU (natively or emulated)."""
     try:
         return bool(torch.backends.mkldnn.is_available()
                     and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@functools.cache
+def _bf16_instructions() -> bool:
+    """Whether this CPU has bfloat16 instructions — AVX512-BF16, or AMX tiles (which come
+    with AMX-BF16) — as PyTorch reports them; False where it cannot tell (the float32
+    forms are then used: always sound). oneDNN's own check (``_is_mkldnn_bf16_supported``)
+    also accepts plain AVX-512, where it emulates them (:data:`BF16_EMULATED`)."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported()
+                    or torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):
         return False
 
