@@ -178,3 +178,35 @@ def test_linear_rows_are_batch_invariant_at_any_offset(features: int) -> None:
         assert torch.equal(a.linear(x[s:], rows_invariant=True), full[s:])
         assert torch.equal(a.linear(x[s : s + 1], rows_invariant=True), full[s : s + 1])
     torch.testing.assert_close(full, x @ w.T, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize(("cpuinfo", "processor", "intel"), [
+    ("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R)\n", "", True),
+    ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n", "", False),
+    (None, "Intel64 Family 6 Model 106 Stepping 6, GenuineIntel", True),  # (Windows)
+    (None, "AMD64 Family 25 Model 17 Stepping 1, AuthenticAMD", False),
+    (None, "arm", False),
+    ("processor\t: 0\nBogoMIPS\t: 50.00\n", "", False),  # (aarch64 Linux: no vendor_id)
+])
+def test_intel_cpu_reads_the_vendor(cpuinfo: str | None, processor: str, intel: bool,
+                                    tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-sample products are kept off Intel CPUs (``SMALL_MAPS_AS_ROWS``): the vendor
+    comes from Linux's ``/proc/cpuinfo``, else from ``platform.processor()``."""
+    import builtins
+    import platform
+
+    real_open = builtins.open
+    info = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        info.write_text(cpuinfo, encoding="ascii")
+
+    def fake_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if path == "/proc/cpuinfo":
+            if cpuinfo is None:
+                raise FileNotFoundError(path)
+            return real_open(info, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(platform, "processor", lambda: processor)
+    assert affine._intel_cpu() is intel

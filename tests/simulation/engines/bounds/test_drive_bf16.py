@@ -288,3 +288,27 @@ def test_int16_threshold_decides_as_the_bfloat16_comparison() -> None:
     # the mutation this guards against: bit patterns of t ≤ 0 kept as they are
     raw = d.view(torch.int16)[:, None] < t.view(torch.int16)[None, :]
     assert not torch.equal(raw[~sign], want[~sign]) or bool((raw & ~want & sign & ~nan).any())
+
+
+@pytest.mark.parametrize(("instructions", "emulated", "enabled", "want"), [
+    (True, False, True, True), (False, False, True, False), (False, True, True, True),
+    (True, False, False, False)])
+def test_bfloat16_forms_need_bfloat16_instructions_unless_emulation_is_allowed(
+        instructions: bool, emulated: bool, enabled: bool, want: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The certificates sum in bfloat16 only on CPUs with bfloat16 instructions (oneDNN's own
+    check also accepts plain AVX-512, where it emulates them, more slowly than float32), or
+    with ``BF16_EMULATED``; never with ``BF16_DRIVE`` off, on Linear edges, or off the CPU."""
+    from onespike.simulation.engines.bounds import drive
+
+    monkeypatch.setattr(drive, "_bf16_instructions", lambda: instructions)
+    monkeypatch.setattr(drive, "BF16_EMULATED", emulated)
+    monkeypatch.setattr(drive, "BF16_DRIVE", enabled)
+    layers = converted_layers(0, "cnn", torch.float64)
+    convs = [ly for ly in layers if all(a.kind == "conv" for a in ly.synapses.affines)]
+    linears = [ly for ly in layers if any(a.kind == "linear" for a in ly.synapses.affines)]
+    assert convs and linears
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    assert all(bounds.bf16_drive_available(ly, cpu) is want for ly in convs)
+    assert not any(bounds.bf16_drive_available(ly, cpu) for ly in linears)
+    assert not any(bounds.bf16_drive_available(ly, meta) for ly in convs)
