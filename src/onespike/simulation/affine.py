@@ -245,8 +245,7 @@ def _small_map_conv(x: Tensor, w: Tensor, dims: int, groups: int, out_positions:
     or at most :data:`MID_MAP_POSITIONS` with at least :data:`MID_MAP_WIDTH` times as many
     output channels and fan-in terms (VGG-16's and ResNet-18's 256-channel 8×8 layers)."""
     if not (SMALL_MAPS_AS_ROWS and _float64_cpu_no_grad(x, w) and w.dtype == torch.float64
-            and dims == 2
-            and groups == 1 and out_positions > 0):
+            and dims == 2 and groups == 1 and out_positions > 0):
         return False
     if out_positions <= SMALL_MAP_POSITIONS:
         return True

@@ -49,6 +49,7 @@ needed neurons), :mod:`.tents` and :mod:`.points` (its tents and grid points); :
 
 from onespike.simulation.engines.bounds.drive import (
     BF16_DRIVE,
+    BF16_EMULATED,
     bf16_drive_available,
     certify_drive,
     certify_model_a,
@@ -61,6 +62,7 @@ from onespike.simulation.engines.bounds.precision import float32_is_ieee, sum_dt
 
 __all__ = [
     "BF16_DRIVE",
+    "BF16_EMULATED",
     "GRID_QUANTILES",
     "InputMaps",
     "bf16_drive_available",
