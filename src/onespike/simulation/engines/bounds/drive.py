@@ -1,5 +1,5 @@
-"""The drive certificate ``b + Σ_j W⁺_ij x_j < B`` (docs/method.md §7): one float32 — or, where
-oneDNN has native bfloat16 convolutions, bfloat16 with float32 accumulation — convolution/GEMM
+"""The drive certificate ``b + Σ_j W⁺_ij x_j < B`` (docs/method.md §7): one float32 — or, on CPUs
+with bfloat16 instructions, bfloat16 with float32 accumulation — convolution/GEMM
 with the positive weights, compared with a threshold lowered by every rounding's bound."""
 
 from __future__ import annotations
