@@ -35,18 +35,13 @@ import torch
 from torch import Tensor
 
 from onespike.simulation.affine import _blocked_mm
-from onespike.simulation.engines.bounds.precision import _f32_down, _gamma, sum_dtype
+from onespike.simulation.engines.bounds.precision import _f32_down, _gamma, _unit, sum_dtype
 from onespike.simulation.rounding import pieces, round_up
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
 
 __all__ = ["proven_planes"]
-
-
-def _unit(dt: torch.dtype) -> float:
-    """Unit roundoff of ``dt`` (round to nearest)."""
-    return torch.finfo(dt).eps / 2
 
 
 def proven_planes(layer: PopulationLike, xs: Sequence[Tensor],

@@ -19,7 +19,13 @@ from onespike.simulation.engines.bounds.inputs import (
     _scale_term,
 )
 from onespike.simulation.engines.bounds.late import certify_late
-from onespike.simulation.engines.bounds.precision import _U32, _f32_down, _gamma, sum_dtype
+from onespike.simulation.engines.bounds.precision import (
+    _U32,
+    _f32_down,
+    _gamma,
+    _unit,
+    sum_dtype,
+)
 from onespike.simulation.masks import any_true, count_true, true_index
 from onespike.simulation.rounding import bf16_up
 from onespike.simulation.synapses import Synapses
@@ -282,7 +288,7 @@ def drive_holds(layer: PopulationLike, x: Tensor, w: Tensor, b: Tensor) -> bool:
     k = int(x.shape[1])
     d = (w.clamp_min(0).to(f64) * x.clamp_min(0).to(f64)).sum(dim=1)
     absolute = k * 2.0**-1074
-    gamma = _gamma(k + 1, 2.0**-53)
+    gamma = _gamma(k + 1, _unit(f64))
     t = (layer.B - b.to(f64) - absolute) / (1.0 + gamma) * (1.0 - 2.0**-50)
     return bool((d < t).all())
 

@@ -21,7 +21,7 @@ from onespike.simulation.engines.bounds.grid_forms import _grid_verdict
 from onespike.simulation.engines.bounds.grid_patches import _grid_at_patches
 from onespike.simulation.engines.bounds.inputs import InputMaps, _edges, input_range
 from onespike.simulation.engines.bounds.points import grid_points
-from onespike.simulation.engines.bounds.precision import _U32, _f32, _gamma
+from onespike.simulation.engines.bounds.precision import _U32, _f32, _gamma, _unit
 from onespike.simulation.engines.bounds.reads import (
     GATHER_FRACTION,
     ChannelReads,
@@ -209,6 +209,6 @@ def _wx_pays(layer: PopulationLike, z: Tensor, pts: Sequence[float], u_end: floa
     first layers of VGG-16, where the sum costs one more convolution for nothing)."""
     if z.dtype == torch.float64:
         return False
-    ed = _gamma(layer.synapses.fan_in + 8, torch.finfo(z.dtype).eps / 2)
+    ed = _gamma(layer.synapses.fan_in + 8, _unit(z.dtype))
     c_min = min(pts, default=u_end)
     return ed * u_end > WX_CRUDE_FRACTION * 2.0**-6 * c_min

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from onespike.simulation.engines.bounds.precision import _U32, _gamma, _nchw64
+from onespike.simulation.engines.bounds.precision import _U32, _gamma, _nchw64, _unit
 from onespike.simulation.ops import rsub
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def _grid_verdict(layer: PopulationLike, z: Tensor, low: Tensor | None, high: Te
     channels; patch form: vectors of neurons with their parameters gathered alike)."""
     B = layer.B
     u = 8.0 * _U32
-    ed = _gamma(layer.synapses.fan_in + 8, torch.finfo(z.dtype).eps / 2)
+    ed = _gamma(layer.synapses.fan_in + 8, _unit(z.dtype))
     # D = Σ_j |W⁻_ij| T(x_j) ≥ 0, so D ≤ D̂/(1 − e32)
     # |ẑ − z| ≤ ed·(|b| + Σ_j |W_ij| x_j): with float64 z the crude Σ ≤ A·B_in does; in
     # lower precision the sum itself is computed (Σ ≤ Σ̂/(1 − e32))

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from onespike.simulation.affine import Affine
 from onespike.simulation.engines.bounds.inputs import _edges
-from onespike.simulation.engines.bounds.precision import _gamma
+from onespike.simulation.engines.bounds.precision import _gamma, _unit
 
 if TYPE_CHECKING:
     from onespike.simulation.protocols import PopulationLike
@@ -56,7 +56,7 @@ def certify_late(layer: PopulationLike, xs: list[Tensor] | Tensor,
     end1 = end0 - x_min * (1.0 - s_late) + excit
     a_sum = syn.linear([x.abs() for x in xs64], w_abs)
     l_sum = syn.linear(lm, w_abs)
-    gamma = _gamma(syn.fan_in + 8, torch.finfo(f64).eps / 2)
+    gamma = _gamma(syn.fan_in + 8, _unit(f64))
     margin = late_margin_scale() * gamma * (b.abs() + B + 2.0 * a_sum
                                             + 2.0 * x_min.abs() * (1.0 + l_sum))
     return (end0 < -margin) & (end1 < -margin)

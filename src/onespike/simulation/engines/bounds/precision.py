@@ -96,6 +96,11 @@ def _f32(v: float, *, up: bool = False) -> float:
     return r
 
 
+def _unit(dt: torch.dtype) -> float:
+    """Unit roundoff of ``dt`` (round to nearest): ``2⁻²⁴`` for float32, ``2⁻⁵³`` for float64."""
+    return torch.finfo(dt).eps / 2
+
+
 def _gamma(n: int, unit: float) -> float:
     """``γ_n = n·u/(1 − n·u)``: relative error bound of an n-term floating-point sum."""
     nu = n * unit
