@@ -209,12 +209,12 @@ MID_MAP_POSITIONS = 64
 MID_MAP_WIDTH = 4
 
 
-def _intel_cpu() -> bool:
-    """Whether the CPU is an Intel one: Linux's ``vendor_id`` (``/proc/cpuinfo``), else
+def _intel_cpu(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU is an Intel one: Linux's ``vendor_id`` (``cpuinfo``), else
     ``platform.processor()`` (which names the vendor on Windows); False where neither tells."""
     text = ""
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
             for line in f:
                 if line.startswith("vendor_id"):
                     text = line
